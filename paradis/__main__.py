@@ -1,0 +1,5 @@
+import sys
+
+from paradis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""Command line: ``python -m paradis profile MODEL ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from paradis.models import create_model, list_models
+from paradis.profile import format_profiles, profile
+from paradis.switch import parse_switch
+
+DEFAULT_SWITCHES = ("1.2", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    model = create_model(
+        args.model, num_classes=args.num_classes, wide_factor=args.wide_factor, in_chans=args.input_size[0]
+    )
+    switches = [parse_switch(s) for s in args.switches]
+    rows = [profile(model, s, args.input_size) for s in switches]
+    size = "x".join(str(v) for v in args.input_size)
+    print(f"{args.model}, {args.num_classes} classes, input {size}, wide factor {args.wide_factor:g}\n")
+    print(format_profiles(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paradis", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("profile", help="multiply-adds and parameters of each switch, in total and per device")
+    p.add_argument("model", choices=list_models())
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"))
+    p.add_argument("--wide-factor", type=float, default=1.2)
+    p.add_argument("--switches", nargs="+", default=list(DEFAULT_SWITCHES))
+    p.set_defaults(fn=_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ValueError as err:
+        print(f"paradis {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""What one forward pass of a switch tells every layer it goes through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from paradis.switch import Switch
+
+BNUpdate = Literal["momentum", "cumulative", "none"]
+
+
+@dataclass(frozen=True)
+class SwitchContext:
+    """Passed explicitly down the module tree by ``model(x, switch=...)``; never stored on layers.
+
+    ``bn_update`` says what a training-mode BN does with the switch's running statistics:
+    ``momentum`` (exponential average, as in training), ``cumulative`` (an exact average over the
+    batches seen since the last reset, used by calibration) or ``none``.
+    """
+
+    switch: Switch
+    bn_update: BNUpdate = "momentum"

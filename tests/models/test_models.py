@@ -1,0 +1,249 @@
+import io
+
+import pytest
+import torch
+import torchvision
+
+import paradis
+from paradis import calibrate_bn, create_model, list_models, parse_switch, profile
+from paradis.layers import RangeConv2d, RangeLinear, SwitchableBatchNorm2d
+from paradis.models import register_model
+from tests.conftest import MODEL_INPUTS
+
+SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]"]
+
+
+def test_registry_lists_and_fails_loudly():
+    assert {"mobilenet_v1", "mobilenet_v1_small", "resnet50", "resnet_small"} <= set(list_models())
+    with pytest.raises(ValueError, match=r"unknown model 'mobilenet_v2'; known models: .*mobilenet_v1"):
+        create_model("mobilenet_v2", num_classes=10)
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_model
+        def resnet50(**kwargs):
+            raise AssertionError
+
+    with pytest.raises(ValueError, match=r"num_classes 0"):
+        create_model("resnet50", num_classes=0)
+    with pytest.raises(ValueError, match=r"wide_factor 0\.8"):
+        create_model("resnet50", num_classes=10, wide_factor=0.8)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "mmacs"),
+    [("mobilenet_v1", 4_231_976, 568.7), ("resnet50", 25_557_032, 4089.2), ("resnet18", 11_689_512, 1814.1)],
+)
+def test_reference_counts_at_224(name, params, mmacs):
+    model = create_model(name, num_classes=1000)
+    p = profile(model, "[1.0]", (3, 224, 224))
+    assert p.params == params
+    assert round(p.macs / 1e6, 1) == mmacs
+    assert p.device_macs == (p.macs,)
+
+
+def _copy_torchvision(ours, theirs):
+    """Load torchvision weights into the [1.0] slices of a ParaDiS ResNet."""
+    t_layers = [
+        m for m in theirs.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear))
+    ]
+    o_layers = [m for m in ours.modules() if isinstance(m, (RangeConv2d, SwitchableBatchNorm2d, RangeLinear))]
+    assert len(t_layers) == len(o_layers)
+    full = parse_switch("[1.0]")
+    with torch.no_grad():
+        for t, o in zip(t_layers, o_layers):
+            if isinstance(t, torch.nn.BatchNorm2d):
+                o.weight[: t.num_features] = t.weight
+                o.bias[: t.num_features] = t.bias
+                o.reset_stats(full)
+                mean, var, _ = o.stats(full)
+                mean.copy_(t.running_mean)
+                var.copy_(t.running_var)
+            else:
+                w = t.weight
+                o.weight[: w.shape[0], : w.shape[1]] = w
+                if t.bias is not None:
+                    o.bias[: w.shape[0]] = t.bias
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet18"])
+def test_full_switch_is_exactly_torchvision(name):
+    theirs = getattr(torchvision.models, name)(num_classes=1000)
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics and affine terms
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    ours = create_model(name, num_classes=1000)
+    _copy_torchvision(ours, theirs)
+    x = torch.randn(2, 3, 64, 64)
+    theirs.eval(), ours.eval()
+    torch.testing.assert_close(ours(x, "[1.0]"), theirs(x), rtol=1e-4, atol=1e-4)
+    theirs.train(), ours.train()
+    torch.testing.assert_close(ours(x, "[1.0]", bn_update="none"), theirs(x), rtol=1e-4, atol=1e-4)
+
+
+def test_wide_switch_is_a_wider_network():
+    model = create_model("resnet50", num_classes=1000, wide_factor=1.2)
+    assert model.stem.weight.shape[0] == 77  # 1.2 x 64 = 76.8, rounded half up
+    assert model.head.weight.shape == (1000, round(1.2 * 2048))
+    p_wide, p_full = profile(model, "1.2", (3, 64, 64)), profile(model, "1.0", (3, 64, 64))
+    assert 1.2**2 * 0.95 < p_wide.macs / p_full.macs < 1.2**2 * 1.05
+
+
+def owned_masks(model, switch, index):
+    """For every parameter, which entries belong to sub-network ``index`` of ``switch``."""
+    masks = {}
+    for name, layer in model.range_layers():
+        outs = layer.out_ranges(switch)
+        ins = layer.in_ranges(switch)
+        w = torch.zeros_like(layer.weight, dtype=torch.bool)
+        b = None if getattr(layer, "bias", None) is None else torch.zeros_like(layer.bias, dtype=torch.bool)
+        if isinstance(layer, SwitchableBatchNorm2d) or getattr(layer, "depthwise", False):
+            o0, o1 = outs[index]
+            w[o0:o1] = True
+            b_range = (o0, o1)
+        elif outs is None:  # fusing classifier: its columns, and the shared bias
+            i0, i1 = ins[index]
+            w[:, i0:i1] = True
+            b_range = (0, layer.weight.shape[0])
+        else:
+            o0, o1 = outs[index]
+            i0, i1 = ins[index] if ins is not None else (0, layer.weight.shape[1])
+            w[o0:o1, i0:i1] = True
+            b_range = (o0, o1)
+        masks[f"{name}.weight"] = w
+        if b is not None:
+            b[b_range[0] : b_range[1]] = True
+            masks[f"{name}.bias"] = b
+    assert set(masks) == {n for n, _ in model.named_parameters()}
+    return masks
+
+
+@pytest.mark.parametrize("name", list(MODEL_INPUTS))
+@pytest.mark.parametrize("switch", ["[0.5, 0.25, 0.25]", "[4x0.25]"])
+def test_sub_network_ignores_weights_outside_its_slice(name, switch):
+    model = create_model(name, num_classes=10, in_chans=MODEL_INPUTS[name][0]).train()
+    s = model.resolve(switch)
+    x = torch.randn(4, *MODEL_INPUTS[name])
+    for index in range(len(s)):
+        masks = owned_masks(model, s, index)
+        head_cols = masks["head.weight"]
+        with torch.no_grad():
+            model.head.weight[~head_cols] = 0  # the fused output is now sub-network `index` alone
+        before = model(x, s, bn_update="none")
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                p[~masks[pname]] = torch.randn_like(p)[~masks[pname]] * 3
+            model.head.weight[~head_cols] = 0
+        after = model(x, s, bn_update="none")
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+        # and the sub-network does depend on its own weights
+        with torch.no_grad():
+            model.head.weight[head_cols] += 1
+        assert not torch.allclose(model(x, s, bn_update="none"), before)
+
+
+def _train_some_switches(model, shape, trained, never_trained):
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            for s in trained:
+                model(torch.randn(8, *shape), s)
+    for s in never_trained:
+        calibrate_bn(model, s, [torch.randn(8, *shape) for _ in range(2)])
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(MODEL_INPUTS))
+def test_extraction_equals_the_fused_switch(name):
+    shape = MODEL_INPUTS[name]
+    model = create_model(name, num_classes=10, in_chans=shape[0])
+    trained = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[4x0.25]"]
+    never = ["[0.5, 0.25, 0.25]", "[8x0.125]", "[0.25, 0.25]"]
+    _train_some_switches(model, shape, trained, never)
+    x = torch.randn(3, *shape)
+    for switch in trained + never:
+        extracted = model.extract(switch)
+        assert len(extracted.subnets) == len(parse_switch(switch))
+        partials = [net(x) for net in extracted.subnets]
+        with torch.no_grad():
+            want = model(x, switch)
+            got = extracted.fusion(partials)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # plain torch modules only: no range layer survives extraction
+        assert not any(
+            isinstance(m, (RangeConv2d, RangeLinear, SwitchableBatchNorm2d)) for m in extracted.modules()
+        )
+
+
+def _tensor_bytes(module):
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def _file_bytes(module):
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.tell()
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet_small", "mobilenet_v1_small"])
+def test_sub_network_holds_about_its_share_of_the_parameters(name):
+    shape = MODEL_INPUTS[name]
+    model = create_model(name, num_classes=10, in_chans=shape[0])
+    _train_some_switches(model, shape, ["[1.0]", "[4x0.25]"], [])
+    full = model.extract("[1.0]").subnets[0]
+    quarter = model.extract("[4x0.25]").subnets[1]
+    n_full = sum(p.numel() for p in full.parameters())
+    n_quarter = sum(p.numel() for p in quarter.parameters())
+    # width squared for the convolutions; BN, the stem and the classifier scale with the width only
+    assert 1 / 16 <= n_quarter / n_full < 1.4 / 16
+    assert _tensor_bytes(quarter) < 1.5 / 16 * _tensor_bytes(full)
+    if name == "resnet50":  # large enough that the file is the tensors, not pickle's bookkeeping
+        assert _file_bytes(quarter) < 0.1 * _file_bytes(model)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_small", "resnet_small"])
+def test_every_switch_runs_and_features_are_zero_padded(name):
+    shape = MODEL_INPUTS[name]
+    model = create_model(name, num_classes=10, in_chans=shape[0]).train()
+    x = torch.randn(2, *shape)
+    for switch in SWITCHES:
+        out, feats = model(x, switch, return_features=True)
+        assert out.shape == (2, 10)
+        s = parse_switch(switch)
+        n = s.channels(model.feature_base)
+        assert feats.shape == (2, max(n, model.feature_base))
+        assert torch.all(feats[:, n:] == 0)
+        if s.total >= 1.0:
+            assert feats[:, :n].abs().sum() > 0
+
+
+def test_switch_is_an_argument_not_state():
+    model = create_model("mobilenet_v1_small", num_classes=10)
+    _train_some_switches(model, (1, 28, 28), ["[1.0]", "[0.5, 0.5]"], [])
+    x = torch.randn(2, 1, 28, 28)
+    a1 = model(x, "[1.0]")
+    b = model(x, "[0.5, 0.5]")
+    a2 = model(x, switch=paradis.Switch([1.0]))
+    torch.testing.assert_close(a1, a2)
+    assert not torch.allclose(a1, b)
+
+
+def test_state_dict_round_trip_keeps_every_switch():
+    shape = MODEL_INPUTS["resnet_small"]
+    model = _train_some_switches(
+        create_model("resnet_small", num_classes=10, in_chans=3),
+        shape,
+        ["[1.0]", "[4x0.25]"],
+        ["[0.5, 0.25, 0.25]"],
+    )
+    state = model.state_dict()
+    fresh = create_model("resnet_small", num_classes=10, in_chans=3)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    assert [str(s) for s in fresh.bn_switches()] == ["[1.0]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
+    x = torch.randn(2, *shape)
+    for switch in ["[1.0]", "[4x0.25]", "[0.5, 0.25, 0.25]"]:
+        torch.testing.assert_close(fresh(x, switch), model(x, switch))
