@@ -1,9 +1,13 @@
-"""Command line: ``python -m paradis profile MODEL ...``."""
+"""Command line: ``python -m paradis profile MODEL ...`` and ``python -m paradis train --config FILE``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import torch
 
 from paradis.models import create_model, list_models
 from paradis.profile import format_profiles, profile
@@ -24,6 +28,31 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from paradis.config import load_run_config
+    from paradis.evaluation import table_csv, table_markdown
+    from paradis.trainer import run_training
+
+    cfg = load_run_config(args.config, args.set)
+    result = run_training(
+        cfg,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=not args.restart,
+        log=lambda line: print(line, flush=True),
+    )
+    title = f"{result.method}, {cfg.model.name} on {cfg.data.name}, {result.seconds:.0f} s"
+    print()
+    print(table_markdown(result.table, title))
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(table_markdown(result.table, title) + "\n")
+        (out / "table.csv").write_text(table_csv(result.table))
+        (out / "history.json").write_text(json.dumps(result.history, indent=1))
+        torch.save(result.model.state_dict(), out / "model.pt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paradis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wide-factor", type=float, default=1.2)
     p.add_argument("--switches", nargs="+", default=list(DEFAULT_SWITCHES))
     p.set_defaults(fn=_profile)
+    t = sub.add_parser("train", help="one training run from a config file (for debugging; studies use Ray)")
+    t.add_argument("--config", help="YAML run configuration (model, data, training, evaluation)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    t.add_argument("--checkpoint-dir", help="save a checkpoint every epoch here, and resume from it")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--output", help="write table.md, table.csv, history.json and model.pt here")
+    t.set_defaults(fn=_train)
     return parser
 
 

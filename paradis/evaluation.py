@@ -1,0 +1,154 @@
+"""Calibrated per-switch evaluation and the paper's tables (Tables 1, 4 and 5)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from paradis.bn import calibrate_bn
+from paradis.models.base import ParaDiSModel
+from paradis.profile import SwitchProfile, profile
+from paradis.switch import Switch, parse_switch
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """One row of the table."""
+
+    switch: str
+    trained: bool
+    top1: float
+    top5: float | None
+    macs: int
+    max_device_macs: int
+    params: int
+    devices: int
+    matches: str | None = None  # for US / slimmable rows: the ParaDiS switch whose cost this one matches
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def accuracy(
+    model: ParaDiSModel, switch: Switch, loader: Iterable, *, topk: Sequence[int] = (1,), device=None
+) -> dict[int, float]:
+    """Top-k accuracies (fractions) of ``switch`` over ``loader``; the model must be calibrated."""
+    was_training = model.training
+    model.eval()
+    correct = dict.fromkeys(topk, 0)
+    total = 0
+    try:
+        for x, y in loader:
+            if device is not None:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x, switch)
+            k_max = min(max(topk), out.shape[1])
+            pred = out.topk(k_max, dim=1).indices
+            hits = pred.eq(y.view(-1, 1))
+            for k in topk:
+                correct[k] += int(hits[:, :k].any(dim=1).sum())
+            total += y.shape[0]
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("the evaluation loader gave no samples")
+    return {k: correct[k] / total for k in topk}
+
+
+def closest_in_cost(targets: dict[str, int], candidates: dict[str, int]) -> dict[str, str]:
+    """For each target (name -> multiply-adds), the candidate whose multiply-adds are closest."""
+    return {
+        name: min(candidates, key=lambda c: (abs(candidates[c] - macs), candidates[c]))
+        for name, macs in targets.items()
+    }
+
+
+def evaluate_switches(
+    model: ParaDiSModel,
+    switches: Sequence[Switch],
+    *,
+    calibration: Callable[[], Iterable],
+    test_loader: Iterable,
+    input_size: Sequence[int],
+    trained: Iterable[Switch] = (),
+    num_classes: int = 10,
+    device=None,
+    matches: dict[Switch, str] | None = None,
+    profiles: dict[Switch, SwitchProfile] | None = None,
+) -> list[SwitchResult]:
+    """Calibrate BN for each switch on fresh calibration batches, then measure test accuracy."""
+    trained_set = set(trained)
+    topk = (1, 5) if num_classes >= 100 else (1,)
+    rows = []
+    for s in switches:
+        calibrate_bn(model, s, calibration(), device=device)
+        acc = accuracy(model, s, test_loader, topk=topk, device=device)
+        p = (profiles or {}).get(s) or profile(model, s, input_size)
+        rows.append(
+            SwitchResult(
+                switch=str(s),
+                trained=s in trained_set,
+                top1=acc[1],
+                top5=acc.get(5),
+                macs=p.macs,
+                max_device_macs=p.max_device_macs,
+                params=p.params,
+                devices=len(s),
+                matches=(matches or {}).get(s),
+            )
+        )
+    return rows
+
+
+def matched_widths(
+    model: ParaDiSModel,
+    references: Sequence[Switch],
+    widths: Sequence[float],
+    input_size: Sequence[int],
+) -> dict[Switch, str]:
+    """For a US or slimmable model: the single width closest in total multiply-adds to each reference
+    switch (the paper's "corresponding US switch"), computed from the profiles."""
+    ref_costs = {str(r): profile(model, r, input_size).macs for r in references}
+    cand = {str(parse_switch(w)): profile(model, w, input_size).macs for w in widths}
+    closest = closest_in_cost(ref_costs, cand)
+    out: dict[Switch, str] = {}
+    for ref, width in closest.items():
+        s = parse_switch(width)
+        out[s] = f"{out[s]}; {ref}" if s in out else ref
+    return out
+
+
+# --- formatting ------------------------------------------------------------------------------------
+COLUMNS = ("switch", "trained", "top1", "top5", "macs", "max_device_macs", "params", "devices", "matches")
+
+
+def table_markdown(rows: Sequence[SwitchResult], title: str | None = None) -> str:
+    has_top5 = any(r.top5 is not None for r in rows)
+    has_match = any(r.matches for r in rows)
+    head = ["switch", "trained", "top-1 %"] + (["top-5 %"] if has_top5 else [])
+    head += ["MMACs", "max MMACs per device", "params (M)"] + (["cost matches"] if has_match else [])
+    lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |"]
+    lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
+    for r in rows:
+        cells = [r.switch, "yes" if r.trained else "no", f"{100 * r.top1:.2f}"]
+        if has_top5:
+            cells.append("" if r.top5 is None else f"{100 * r.top5:.2f}")
+        cells += [f"{r.macs / 1e6:.2f}", f"{r.max_device_macs / 1e6:.2f}", f"{r.params / 1e6:.3f}"]
+        if has_match:
+            cells.append(r.matches or "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_csv(rows: Sequence[SwitchResult]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r.as_dict())
+    return buf.getvalue()

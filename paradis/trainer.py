@@ -1,0 +1,376 @@
+"""One training run: data, model, the method's step every iteration, evaluation, checkpoints.
+
+Pure PyTorch. Progress leaves through a callback (``callback(report) -> stop?``), which is how the
+orchestration layer reports to Ray Tune and MLflow; checkpoints are files in ``checkpoint_dir``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from paradis.config import RunConfig
+from paradis.data import Splits, TensorSplit, load_dataset, make_loader, make_synthetic, subset
+from paradis.evaluation import SwitchResult, evaluate_switches, matched_widths
+from paradis.models import ParaDiSModel, create_model
+from paradis.switch import Switch, parse_switch
+from paradis.training import MethodPlanner, describe_method, train_step
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss of a switch became NaN or infinite; training stops rather than corrupt the weights."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupted or of another format)."""
+
+
+@dataclass(frozen=True)
+class DistributedInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # epochs completed
+    epochs: int
+    metrics: dict[str, float]
+    table: list[SwitchResult] | None
+    checkpoint: Path | None
+
+
+@dataclass
+class TrainResult:
+    config: RunConfig
+    method: str
+    model: ParaDiSModel
+    table: list[SwitchResult]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+    input_size: tuple[int, ...] = ()
+
+
+Callback = Callable[[EpochReport], "bool | None"]
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a paradis checkpoint of format {CHECKPOINT_FORMAT}"
+        )
+    return state
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+def select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but CUDA is not available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_splits(cfg: RunConfig) -> Splits:
+    d = cfg.data
+    if d.name == "synthetic":
+        return make_synthetic(
+            train_size=d.synthetic_train, test_size=d.synthetic_test, seed=cfg.training.seed
+        )
+    if d.name == "imagenet":
+        return load_dataset("imagenet", d.root, image_size=d.image_size)
+    return load_dataset(d.name, d.root)
+
+
+def default_eval_switches(cfg: RunConfig, planner: MethodPlanner) -> list[Switch]:
+    if cfg.evaluation.switches is not None:
+        return [parse_switch(s) for s in cfg.evaluation.switches]
+    switches = list(dict.fromkeys(planner.trained_switches))
+    extra = parse_switch("[0.5, 0.25, 0.25]")
+    if cfg.training.method == "paradis" and extra not in switches and extra.total <= cfg.training.wide_factor:
+        switches.append(extra)
+    return sorted(switches, key=lambda s: (-s.total, -s.widths[0], len(s)))
+
+
+def build_model(cfg: RunConfig, splits: Splits) -> ParaDiSModel:
+    info = splits.info
+    model = create_model(
+        cfg.model.name,
+        num_classes=info.num_classes,
+        wide_factor=cfg.training.wide_factor,
+        in_chans=info.input_size[0],
+    )
+    for i, s in enumerate(cfg.training.switches):
+        try:
+            model.resolve(s)
+        except ValueError as err:
+            raise ValueError(f"training.switches[{i}]: {err}") from None
+    return model
+
+
+def lr_lambda(cfg: RunConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    t = cfg.training
+    total = max(1, t.epochs * steps_per_epoch)
+    warmup = t.schedule.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        epoch = step / steps_per_epoch
+        if t.schedule.kind == "linear":
+            f = max(0.0, 1.0 - step / total)
+        elif t.schedule.kind == "step":
+            f = t.schedule.gamma ** sum(epoch >= m for m in t.schedule.milestones)
+        elif t.schedule.kind == "cosine":
+            f = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        else:
+            f = 1.0
+        if warmup > 0 and step < warmup:
+            f *= (step + 1) / warmup
+        return f
+
+    return factor
+
+
+# --- the run ---------------------------------------------------------------------------------------
+def run_training(
+    cfg: RunConfig,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    callback: Callback | None = None,
+    distributed: DistributedInfo | None = None,
+    splits: Splits | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train per ``cfg``; resume from ``checkpoint_dir`` if it holds a checkpoint and ``resume``."""
+    started = time.perf_counter()
+    dist = distributed or DistributedInfo()
+    device = select_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t = cfg.training
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    splits = splits or load_splits(cfg)
+    model = build_model(cfg, splits).to(device)
+    planner = MethodPlanner(t)
+    eval_switches = default_eval_switches(cfg, planner)
+    for s in eval_switches:
+        model.resolve(s)
+    input_size = splits.info.input_size
+    matches: dict[Switch, str] = {}
+    if t.method in ("us", "slimmable"):
+        widths = planner.us_widths() if t.method == "us" else [s.total for s in t.parsed_switches()]
+        refs = [
+            parse_switch(s) for s in cfg.evaluation.match_switches if parse_switch(s).total <= t.wide_factor
+        ]
+        matches = matched_widths(model, refs, widths, input_size)
+        eval_switches += [s for s in matches if s not in eval_switches]
+
+    train_split = subset(splits.train, cfg.data.train_subset, t.seed)
+    test_split = subset(splits.test, cfg.data.test_subset, t.seed)
+    train_loader = make_loader(
+        train_split,
+        t.batch_size,
+        shuffle=True,
+        seed=t.seed,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        device=device,
+    )
+    steps_per_epoch = len(train_loader)
+    if t.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"training.batch_size {t.batch_size} is larger than the training split "
+            f"({len(train_split)} samples)"
+        )
+    eval_bs = cfg.evaluation.calibration_batch_size or t.batch_size
+    calib_split = _calibration_split(train_split, cfg.evaluation.calibration_batches * eval_bs, t.seed)
+    test_loader = make_loader(
+        test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device
+    )
+
+    def calibration():
+        loader = make_loader(
+            calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device
+        )
+        for i, batch in enumerate(loader):
+            if i >= cfg.evaluation.calibration_batches:
+                break
+            yield batch
+
+    train_model: torch.nn.Module = model
+    if dist.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+    opt_cfg = t.optimizer
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=opt_cfg.lr,
+        momentum=opt_cfg.momentum,
+        nesterov=opt_cfg.nesterov and opt_cfg.momentum > 0,
+        weight_decay=opt_cfg.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch))
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    start_epoch, history, table = 0, [], None
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        planner.load_state_dict(state["planner"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        if log:
+            log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+
+    method = describe_method(t)
+    stopped = False
+    trained = set(planner.trained_switches)
+    if t.method == "us":  # every width of the grid is sampled during training
+        trained |= {parse_switch(w) for w in planner.us_widths()}
+    for epoch in range(start_epoch, t.epochs):
+        epoch_start = time.perf_counter()
+        model.train()
+        train_loader.set_epoch(epoch) if hasattr(train_loader, "set_epoch") else None
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        sums: dict[Switch, float] = {}
+        counts: dict[Switch, int] = {}
+        steps = 0
+        for x, y in train_loader:
+            if steps >= steps_per_epoch:
+                break
+            plan = planner.next_plan()
+            res = train_step(train_model, optimizer, x, y, plan, label_smoothing=t.label_smoothing)
+            if not res.finite:
+                bad = ", ".join(f"{s} ({v})" for s, v in res.losses.items() if not math.isfinite(v))
+                raise NonFiniteLoss(f"loss became non-finite at epoch {epoch + 1}, step {steps + 1}: {bad}")
+            for s, v in res.losses.items():
+                sums[s] = sums.get(s, 0.0) + v
+                counts[s] = counts.get(s, 0) + 1
+            scheduler.step()
+            steps += 1
+        train_seconds = time.perf_counter() - epoch_start
+        metrics: dict[str, float] = {
+            "epoch": epoch + 1,
+            "loss": sum(sums[s] / counts[s] for s in sums),
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_seconds": train_seconds,
+            "samples_per_second": steps * t.batch_size * dist.world_size / max(train_seconds, 1e-9),
+        }
+        for s in sums:
+            if s in trained:
+                metrics[f"loss/{s.slug}"] = sums[s] / counts[s]
+        last = epoch + 1 == t.epochs
+        every = cfg.evaluation.every
+        table = None
+        if last or (every and (epoch + 1) % every == 0):
+            eval_start = time.perf_counter()
+            table = evaluate_switches(
+                model,
+                eval_switches,
+                calibration=calibration,
+                test_loader=test_loader,
+                input_size=input_size,
+                trained=trained,
+                num_classes=splits.info.num_classes,
+                device=device,
+                matches=matches,
+            )
+            for row in table:
+                metrics[f"acc/{parse_switch(row.switch).slug}"] = row.top1
+                if row.top5 is not None:
+                    metrics[f"top5/{parse_switch(row.switch).slug}"] = row.top5
+            metrics["eval_seconds"] = time.perf_counter() - eval_start
+        history.append(metrics)
+        if ckpt_path is not None and dist.is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "planner": planner.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": cfg.model_dump(mode="json"),
+                },
+            )
+        if log:
+            accs = " ".join(f"{k[4:]}={v:.4f}" for k, v in metrics.items() if k.startswith("acc/"))
+            log(f"epoch {epoch + 1}/{t.epochs} loss={metrics['loss']:.4f} {accs} ({train_seconds:.1f}s)")
+        if callback is not None:
+            report = EpochReport(epoch + 1, t.epochs, metrics, table, ckpt_path if dist.is_main else None)
+            if callback(report):
+                stopped = not last
+                break
+
+    if table is None:  # resumed after the last epoch, or stopped before an evaluation
+        table = evaluate_switches(
+            model,
+            eval_switches,
+            calibration=calibration,
+            test_loader=test_loader,
+            input_size=input_size,
+            trained=trained,
+            num_classes=splits.info.num_classes,
+            device=device,
+            matches=matches,
+        )
+    return TrainResult(
+        config=cfg,
+        method=method,
+        model=model,
+        table=table,
+        history=history,
+        seconds=time.perf_counter() - started,
+        stopped_early=stopped,
+        input_size=tuple(input_size),
+    )
+
+
+def _calibration_split(train_split, count: int, seed: int):
+    """A fixed random subset of the training split, without training augmentation."""
+    part = subset(train_split, count, seed + 17)
+    if isinstance(part, TensorSplit):
+        return TensorSplit(part.images, part.labels, part.mean, part.std, augment=False)
+    return part

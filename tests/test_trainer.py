@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from paradis.config import RunConfig
+from paradis.trainer import CheckpointError, load_checkpoint, lr_lambda, run_training
+
+
+def small_config(train_size=256, **training):
+    t = {"epochs": 2, "batch_size": 32, "optimizer": {"lr": 0.1}}
+    t.update(training)
+    return RunConfig.model_validate(
+        {
+            "model": {"name": "mobilenet_v1_small"},
+            "data": {"name": "synthetic", "synthetic_train": train_size, "synthetic_test": 128},
+            "training": t,
+            "evaluation": {"calibration_batches": 2},
+            "device": "cpu",
+        }
+    )
+
+
+def test_paradis_run_gives_the_table_with_trained_and_untrained_switches():
+    reports = []
+    result = run_training(small_config(train_size=512), callback=reports.append)
+    rows = {r.switch: r for r in result.table}
+    assert list(rows) == ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
+    assert [r.trained for r in rows.values()] == [True, True, True, False, True]
+    assert rows["[1.2]"].top1 > 0.5  # 10 classes: chance is 0.1
+    assert rows["[4x0.25]"].devices == 4 and rows["[4x0.25]"].max_device_macs * 4 == rows["[4x0.25]"].macs
+    assert [r.epoch for r in reports] == [1, 2]
+    assert set(reports[-1].metrics) >= {"loss", "acc/1.0", "acc/0.5-0.25-0.25", "loss/1.2", "lr"}
+    assert "loss/0.5-0.25-0.25" not in reports[-1].metrics
+    assert reports[-1].metrics["loss"] < reports[0].metrics["loss"]
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    cfg = small_config(epochs=3, beta=0.5)
+    straight = run_training(cfg, checkpoint_dir=tmp_path / "a")
+    stopped = run_training(cfg, checkpoint_dir=tmp_path / "b", callback=lambda r: r.epoch == 1)
+    assert stopped.stopped_early and len(stopped.history) == 1
+    resumed = run_training(cfg, checkpoint_dir=tmp_path / "b")
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert set(a) == set(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    run_training(small_config(epochs=1), checkpoint_dir=tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+def test_us_run_is_evaluated_at_the_widths_matching_paradis_switches():
+    result = run_training(small_config(method="us", epochs=1))
+    matched = [r for r in result.table if r.matches]
+    assert matched, "no corresponding US rows"
+    by_ref = {m: r for r in matched for m in r.matches.split("; ")}
+    assert by_ref["[1.0]"].switch == "[1.0]"
+    # [0.5, 0.5] costs about half of [1.0]: its US match lies between 0.6 and 0.8
+    assert 0.6 <= float(by_ref["[0.5, 0.5]"].switch.strip("[]")) <= 0.8
+    assert all(r.devices == 1 for r in matched)
+
+
+def test_individual_run_trains_one_switch_only():
+    result = run_training(small_config(method="individual", switches=["[0.5, 0.5]"], epochs=1))
+    assert [(r.switch, r.trained) for r in result.table] == [("[0.5, 0.5]", True)]
+
+
+def test_schedules():
+    cfg = small_config(epochs=10, schedule={"kind": "linear"})
+    f = lr_lambda(cfg, 100)
+    assert f(0) == 1.0 and f(500) == 0.5 and f(1000) == 0.0
+    cfg = small_config(epochs=10, schedule={"kind": "step", "milestones": [3, 6]})
+    f = lr_lambda(cfg, 100)
+    assert f(299) == 1.0 and f(300) == pytest.approx(0.1) and f(600) == pytest.approx(0.01)
+    cfg = small_config(epochs=10, schedule={"kind": "constant", "warmup_epochs": 1})
+    f = lr_lambda(cfg, 100)
+    assert f(0) == pytest.approx(0.01) and f(99) == 1.0 and f(500) == 1.0
