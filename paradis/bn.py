@@ -15,9 +15,7 @@ def _inputs(batch) -> torch.Tensor:
         return batch
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
         return batch[0]
-    raise TypeError(
-        f"a calibration batch must be a tensor or an (inputs, targets) pair, got {type(batch).__name__}"
-    )
+    raise TypeError(f"a calibration batch must be a tensor or an (inputs, targets) pair, got {type(batch).__name__}")
 
 
 @torch.no_grad()

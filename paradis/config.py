@@ -162,9 +162,7 @@ class TrainingConfig(Strict):
         if self.method == "slimmable" and any(not parse_switch(s).is_single for s in self.switches):
             raise ValueError("method slimmable trains single-width switches such as [0.5], not lists")
         if self.method == "us" and self.us.max_width > self.wide_factor:
-            raise ValueError(
-                f"us.max_width {self.us.max_width} is wider than the wide factor {self.wide_factor}"
-            )
+            raise ValueError(f"us.max_width {self.us.max_width} is wider than the wide factor {self.wide_factor}")
         if self.beta > 0 and self.method != "us" and "[1.0]" not in self.switches:
             raise ValueError("beta > 0 distils the [1.0] features, but [1.0] is not among the switches")
         for m in self.schedule.milestones:
@@ -184,10 +182,20 @@ class EvaluationConfig(Strict):
     calibration_batches: int = Field(20, gt=0, le=100_000)
     calibration_batch_size: int | None = Field(None, gt=0, le=1_000_000)
     every: int = Field(1, ge=0, le=100_000, description="evaluate every N epochs (0: only at the end)")
+    target: SwitchStr | None = Field(
+        None,
+        description="the switch a deployment would use, reported as acc/target and device_macs/target; "
+        "default [1.0] if evaluated, else the first trained switch",
+    )
     match_switches: list[SwitchStr] = Field(
         default_factory=lambda: list(PAPER_TABLE_SWITCHES),
         description="US and slimmable models are also evaluated at the widths closest in cost to these",
     )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _parse_target(cls, v: Any) -> Any:
+        return None if v is None else _switch(v)
 
     @field_validator("switches", "match_switches", mode="before")
     @classmethod
@@ -211,12 +219,12 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _eval_switches_fit(self) -> RunConfig:
-        for i, s in enumerate(self.evaluation.switches or []):
+        named = [(f"evaluation.switches[{i}]", s) for i, s in enumerate(self.evaluation.switches or [])]
+        if self.evaluation.target is not None:
+            named.append(("evaluation.target", self.evaluation.target))
+        for where, s in named:
             if parse_switch(s).total_exact > parse_switch(self.training.wide_factor).total_exact:
-                raise ValueError(
-                    f"evaluation.switches[{i}]: switch {s} is wider than the wide factor "
-                    f"{self.training.wide_factor:g}"
-                )
+                raise ValueError(f"{where}: switch {s} is wider than the wide factor {self.training.wide_factor:g}")
         return self
 
 

@@ -128,9 +128,7 @@ def _decompress(folder: Path) -> Path:
                 shutil.copyfileobj(src, out)
         except (OSError, EOFError) as err:
             tmp.unlink(missing_ok=True)
-            raise DataError(
-                f"Fashion-MNIST file {str(folder / f)!r}.gz is not a readable gzip file: {err}"
-            ) from None
+            raise DataError(f"Fashion-MNIST file {str(folder / f)!r}.gz is not a readable gzip file: {err}") from None
         os.replace(tmp, target)  # atomic: concurrent trials never see half a file
     return dest
 
@@ -159,9 +157,7 @@ def load_cifar(name: str, root: str | os.PathLike | None) -> Splits:
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     expected = cls.base_folder
     if not (folder / expected).is_dir():
-        raise DataError(
-            f"{name} folder {str(folder)!r} lacks {expected}/ (the python version of the data set)"
-        )
+        raise DataError(f"{name} folder {str(folder)!r} lacks {expected}/ (the python version of the data set)")
     splits = []
     for train in (True, False):
         try:
@@ -170,9 +166,7 @@ def load_cifar(name: str, root: str | os.PathLike | None) -> Splits:
             raise DataError(f"{name} under {str(folder)!r} is malformed: {err}") from None
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-        splits.append(
-            TensorSplit(images, torch.tensor(ds.targets, dtype=torch.long), mean, std, augment=train)
-        )
+        splits.append(TensorSplit(images, torch.tensor(ds.targets, dtype=torch.long), mean, std, augment=train))
     classes = 10 if name == "cifar10" else 100
     return Splits(DatasetInfo(name, classes, (3, 32, 32)), splits[0], splits[1])
 
@@ -186,20 +180,14 @@ def load_imagenet(root: str | os.PathLike | None, image_size: int = 224) -> Spli
     from torchvision import transforms as T
 
     if root is None:
-        raise DataError(
-            "data set 'imagenet' needs a root folder (data.root) with train/ and val/ class folders"
-        )
+        raise DataError("data set 'imagenet' needs a root folder (data.root) with train/ and val/ class folders")
     folder = Path(root)
     for sub in ("train", "val"):
         if not (folder / sub).is_dir():
-            raise DataError(
-                f"imagenet folder {str(folder)!r} lacks {sub}/ (ImageFolder layout: {sub}/<class>/<image>)"
-            )
+            raise DataError(f"imagenet folder {str(folder)!r} lacks {sub}/ (ImageFolder layout: {sub}/<class>/<image>)")
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-    val_tf = T.Compose(
-        [T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize]
-    )
+    val_tf = T.Compose([T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize])
     try:
         train = torchvision.datasets.ImageFolder(str(folder / "train"), transform=train_tf)
         val = torchvision.datasets.ImageFolder(str(folder / "val"), transform=val_tf)
@@ -229,9 +217,7 @@ def make_synthetic(
         c = input_size[0]
         return TensorSplit(images, labels, (0.5,) * c, (0.25,) * c)
 
-    return Splits(
-        DatasetInfo("synthetic", num_classes, tuple(input_size)), split(train_size), split(test_size)
-    )
+    return Splits(DatasetInfo("synthetic", num_classes, tuple(input_size)), split(train_size), split(test_size))
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Splits:
@@ -317,9 +303,7 @@ def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tenso
     padded = F.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-    out = torch.stack(
-        [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(zip(dy.tolist(), dx.tolist()))]
-    )
+    out = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(zip(dy.tolist(), dx.tolist()))])
     flip = torch.rand(n, generator=g) < 0.5
     out[flip] = out[flip].flip(3)
     return out
@@ -376,3 +360,20 @@ def subset(split, count: int | None, seed: int):
         return split
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.Subset(split, torch.randperm(len(split), generator=g)[:count].tolist())
+
+
+def check_dataset(name: str, root: str | os.PathLike | None) -> None:
+    """Cheap check that a data set can be read, before any training starts (raises DataError)."""
+    if name == "fashion-mnist":
+        _fashion_mnist_raw(Path(root) if root else DEBIAN_FASHION_MNIST)
+    elif name in ("cifar10", "cifar100"):
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        if root is None or not (Path(root) / cls.base_folder).is_dir():
+            raise DataError(f"{name} folder {str(root)!r} lacks {cls.base_folder}/ (the python version)")
+    elif name == "imagenet":
+        if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
+            raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
+    elif name != "synthetic":
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")

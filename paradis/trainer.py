@@ -21,7 +21,7 @@ from paradis.data import Splits, TensorSplit, load_dataset, make_loader, make_sy
 from paradis.evaluation import SwitchResult, evaluate_switches, matched_widths
 from paradis.models import ParaDiSModel, create_model
 from paradis.switch import Switch, parse_switch
-from paradis.training import MethodPlanner, describe_method, train_step
+from paradis.training import FULL, MethodPlanner, describe_method, train_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -82,13 +82,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})"
-        ) from None
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a paradis checkpoint of format {CHECKPOINT_FORMAT}"
-        )
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a paradis checkpoint of format {CHECKPOINT_FORMAT}")
     return state
 
 
@@ -104,9 +100,7 @@ def select_device(name: str) -> torch.device:
 def load_splits(cfg: RunConfig) -> Splits:
     d = cfg.data
     if d.name == "synthetic":
-        return make_synthetic(
-            train_size=d.synthetic_train, test_size=d.synthetic_test, seed=cfg.training.seed
-        )
+        return make_synthetic(train_size=d.synthetic_train, test_size=d.synthetic_test, seed=cfg.training.seed)
     if d.name == "imagenet":
         return load_dataset("imagenet", d.root, image_size=d.image_size)
     return load_dataset(d.name, d.root)
@@ -170,11 +164,14 @@ def run_training(
     distributed: DistributedInfo | None = None,
     splits: Splits | None = None,
     log: Callable[[str], None] | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
-    """Train per ``cfg``; resume from ``checkpoint_dir`` if it holds a checkpoint and ``resume``."""
+    """Train per ``cfg``; resume from ``checkpoint_dir`` if it holds a checkpoint and ``resume``.
+
+    ``device`` overrides ``cfg.device`` (a distributed worker's own GPU, say)."""
     started = time.perf_counter()
     dist = distributed or DistributedInfo()
-    device = select_device(cfg.device)
+    device = device if device is not None else select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t = cfg.training
@@ -184,15 +181,19 @@ def run_training(
     model = build_model(cfg, splits).to(device)
     planner = MethodPlanner(t)
     eval_switches = default_eval_switches(cfg, planner)
+    if cfg.evaluation.target is not None:
+        target = parse_switch(cfg.evaluation.target)
+    else:
+        target = FULL if FULL in eval_switches else t.parsed_switches()[0]
+    if target not in eval_switches:
+        eval_switches.append(target)
     for s in eval_switches:
         model.resolve(s)
     input_size = splits.info.input_size
     matches: dict[Switch, str] = {}
     if t.method in ("us", "slimmable"):
         widths = planner.us_widths() if t.method == "us" else [s.total for s in t.parsed_switches()]
-        refs = [
-            parse_switch(s) for s in cfg.evaluation.match_switches if parse_switch(s).total <= t.wide_factor
-        ]
+        refs = [parse_switch(s) for s in cfg.evaluation.match_switches if parse_switch(s).total <= t.wide_factor]
         matches = matched_widths(model, refs, widths, input_size)
         eval_switches += [s for s in matches if s not in eval_switches]
 
@@ -214,19 +215,14 @@ def run_training(
         steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(
-            f"training.batch_size {t.batch_size} is larger than the training split "
-            f"({len(train_split)} samples)"
+            f"training.batch_size {t.batch_size} is larger than the training split ({len(train_split)} samples)"
         )
     eval_bs = cfg.evaluation.calibration_batch_size or t.batch_size
     calib_split = _calibration_split(train_split, cfg.evaluation.calibration_batches * eval_bs, t.seed)
-    test_loader = make_loader(
-        test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device
-    )
+    test_loader = make_loader(test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
 
     def calibration():
-        loader = make_loader(
-            calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device
-        )
+        loader = make_loader(calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
         for i, batch in enumerate(loader):
             if i >= cfg.evaluation.calibration_batches:
                 break
@@ -315,9 +311,14 @@ def run_training(
                 matches=matches,
             )
             for row in table:
-                metrics[f"acc/{parse_switch(row.switch).slug}"] = row.top1
+                slug = parse_switch(row.switch).slug
+                metrics[f"acc/{slug}"] = row.top1
                 if row.top5 is not None:
-                    metrics[f"top5/{parse_switch(row.switch).slug}"] = row.top5
+                    metrics[f"top5/{slug}"] = row.top5
+                if parse_switch(row.switch) == target:
+                    metrics["acc/target"] = row.top1
+                    metrics["device_macs/target"] = row.max_device_macs
+                    metrics["macs/target"] = row.macs
             metrics["eval_seconds"] = time.perf_counter() - eval_start
         history.append(metrics)
         if ckpt_path is not None and dist.is_main:

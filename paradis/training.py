@@ -43,13 +43,10 @@ class StepPlan:
         seen: set[Switch] = set()
         for task in self.tasks:
             if task.target == "teacher" and self.teacher not in seen:
-                raise ValueError(
-                    f"switch {task.switch} is distilled from {self.teacher}, which has not run before it"
-                )
+                raise ValueError(f"switch {task.switch} is distilled from {self.teacher}, which has not run before it")
             if task.feature_weight > 0 and self.feature_ref not in seen:
                 raise ValueError(
-                    f"switch {task.switch} distils features of {self.feature_ref}, "
-                    "which has not run before it"
+                    f"switch {task.switch} distils features of {self.feature_ref}, which has not run before it"
                 )
             seen.add(task.switch)
 
@@ -127,9 +124,7 @@ def train_step(
 
 
 # --- methods ---------------------------------------------------------------------------------------
-def _distilled_plan(
-    switches: list[Switch], cfg: TrainingConfig, random: set[Switch] = frozenset()
-) -> StepPlan:
+def _distilled_plan(switches: list[Switch], cfg: TrainingConfig, random: set[Switch] = frozenset()) -> StepPlan:
     """Fixed switch list -> tasks, for paradis, slimmable, individual and each US iteration."""
     beta = cfg.beta
     if cfg.distillation == "none":
@@ -137,9 +132,7 @@ def _distilled_plan(
         ref = FULL if beta > 0 and FULL in switches else None
         if ref is not None:
             tasks.sort(key=lambda t: t.switch != FULL)
-            tasks = [
-                t if t.switch == FULL else SwitchTask(t.switch, "labels", beta, t.track_bn) for t in tasks
-            ]
+            tasks = [t if t.switch == FULL else SwitchTask(t.switch, "labels", beta, t.track_bn) for t in tasks]
         return StepPlan(tuple(tasks), None, ref)
     if cfg.distillation == "wide":
         teacher = parse_switch(cfg.wide_factor)
@@ -204,9 +197,5 @@ def describe_method(cfg: TrainingConfig) -> str:
         return f"Individual {cfg.switches[0]}"
     base = {"paradis": "ParaDiS", "us": "US", "slimmable": "Slimmable"}[cfg.method]
     kd = {"none": "", "ipkd": " IPKD", "wide": " Wide IPKD"}[cfg.distillation]
-    act = (
-        f"-A beta={cfg.beta:g}"
-        if cfg.beta > 0 and kd
-        else (f" + A beta={cfg.beta:g}" if cfg.beta > 0 else "")
-    )
+    act = f"-A beta={cfg.beta:g}" if cfg.beta > 0 and kd else (f" + A beta={cfg.beta:g}" if cfg.beta > 0 else "")
     return base + kd + act

@@ -93,9 +93,7 @@ def _model():
 def _grads(model, plan, x, y):
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     train_step(model, opt, x, y, plan)
-    return {
-        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()
-    }
+    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
 X, Y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))

@@ -176,9 +176,7 @@ class RangeLinear(RangeLayer):
         return f"in_base={self.in_base}, out_base={self.out_base}, max={tuple(self.weight.shape)}"
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext) -> torch.Tensor:
-        return range_linear(
-            x, self.weight, self.bias, self.in_ranges(ctx.switch), self.out_ranges(ctx.switch)
-        )
+        return range_linear(x, self.weight, self.bias, self.in_ranges(ctx.switch), self.out_ranges(ctx.switch))
 
     def plain(self, switch: Switch, index: int) -> nn.Module:
         i0, i1 = self.in_ranges(switch)[index]

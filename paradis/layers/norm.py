@@ -98,9 +98,7 @@ class SwitchableBatchNorm2d(RangeLayer):
             self.reset_stats(ctx.switch)
         mean, var, count = self.stats(ctx.switch)
         if mean.shape[0] != n:
-            raise RuntimeError(
-                f"BN statistics of switch {ctx.switch} have {mean.shape[0]} channels, input has {n}"
-            )
+            raise RuntimeError(f"BN statistics of switch {ctx.switch} have {mean.shape[0]} channels, input has {n}")
         if not self.training:
             return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         cumulative = ctx.bn_update == "cumulative"

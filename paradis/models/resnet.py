@@ -84,9 +84,7 @@ class ResNet(ParaDiSModel):
         super().__init__(wide_factor)
         w = self.wide_factor
         if imagenet_stem:
-            self.stem = RangeConv2d(
-                None, stem_channels, 7, stride=2, padding=3, in_channels=in_chans, max_width=w
-            )
+            self.stem = RangeConv2d(None, stem_channels, 7, stride=2, padding=3, in_channels=in_chans, max_width=w)
         else:
             self.stem = RangeConv2d(None, stem_channels, 3, stride=1, in_channels=in_chans, max_width=w)
         self.stem_bn = SwitchableBatchNorm2d(stem_channels, max_width=w)

@@ -34,9 +34,7 @@ def test_range_conv_cost_scales_with_width_squared():
     weight = torch.randn(cout, cin, 3, 3)
     full = parse_switch("[1.0]")
     x = torch.randn(1, cin, 16, 16)
-    base = count_macs(
-        range_conv2d, x, weight, None, full.channel_ranges(cin), full.channel_ranges(cout), 1, 1
-    )
+    base = count_macs(range_conv2d, x, weight, None, full.channel_ranges(cin), full.channel_ranges(cout), 1, 1)
     for text, share in [
         ("[0.25]", 1 / 16),
         ("[4x0.25]", 4 / 16),

@@ -43,9 +43,7 @@ def test_reference_counts_at_224(name, params, mmacs):
 
 def _copy_torchvision(ours, theirs):
     """Load torchvision weights into the [1.0] slices of a ParaDiS ResNet."""
-    t_layers = [
-        m for m in theirs.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear))
-    ]
+    t_layers = [m for m in theirs.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear))]
     o_layers = [m for m in ours.modules() if isinstance(m, (RangeConv2d, SwitchableBatchNorm2d, RangeLinear))]
     assert len(t_layers) == len(o_layers)
     full = parse_switch("[1.0]")
@@ -173,9 +171,7 @@ def test_extraction_equals_the_fused_switch(name):
             got = extracted.fusion(partials)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         # plain torch modules only: no range layer survives extraction
-        assert not any(
-            isinstance(m, (RangeConv2d, RangeLinear, SwitchableBatchNorm2d)) for m in extracted.modules()
-        )
+        assert not any(isinstance(m, (RangeConv2d, RangeLinear, SwitchableBatchNorm2d)) for m in extracted.modules())
 
 
 def _tensor_bytes(module):

@@ -1,0 +1,1 @@
+"""Study orchestration: Ray Tune and Ray Train for execution, Optuna for search, MLflow for tracking."""

@@ -1,0 +1,68 @@
+"""Run a study: ``python orchestration/run_study.py studies/quickstart.yaml``.
+
+Locally this starts an embedded Ray; with ``RAY_ADDRESS`` set, or under ``ray job submit``, it joins
+that cluster. Runs are tracked in MLflow (the spec's URI, else ``MLFLOW_TRACKING_URI``, else
+``sqlite:///~/paradis/mlflow.db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# ``python orchestration/run_study.py`` (and a ``ray job submit --working-dir`` copy) run this file
+# as a script: make the project importable from the checkout it sits in.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from orchestration.spec import load_study  # noqa: E402
+from paradis.config import ConfigError  # noqa: E402
+from paradis.data import DataError, check_dataset  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_study.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("spec", help="the study YAML file")
+    p.add_argument("--smoke", action="store_true", help="scale the study down to a couple of minutes on a CPU")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the spec")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved trials and exit without Ray")
+    p.add_argument("--resume", action="store_true", help="continue the latest interrupted run of this study")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
+    except ConfigError as err:
+        print(f"run_study: error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        from orchestration.study import dry_run_text
+
+        print(dry_run_text(spec))
+        return 0
+    from orchestration.tracking import TrackingError, check_tracking, resolve_tracking_uri
+
+    try:
+        check_dataset(spec.data.name, spec.data.root)
+        uri = resolve_tracking_uri(spec)
+        check_tracking(uri)
+    except (DataError, TrackingError) as err:
+        print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
+        return 2
+    from orchestration.study import run_study
+
+    spec_text = Path(args.spec).read_text()
+    try:
+        return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
+    except FileNotFoundError as err:
+        print(f"run_study: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

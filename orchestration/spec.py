@@ -1,0 +1,334 @@
+"""The study spec (``studies/*.yaml``): a base run configuration, a search over its keys, and how to
+run and track the trials. Parsed with ``yaml.safe_load`` semantics into models that reject unknown
+keys; every error names the file and the key path."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from paradis.config import (
+    ConfigError,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    RunConfig,
+    Strict,
+    TrainingConfig,
+    apply_overrides,
+    format_validation_error,
+    read_yaml,
+)
+from paradis.switch import parse_switch
+
+PARADIS_HOME_ENV = "PARADIS_HOME"
+
+
+def paradis_home() -> Path:
+    """Where studies keep their default MLflow database and Ray results: an absolute path, so that a
+    ``ray job submit --working-dir`` copy never scatters runs into a temporary folder."""
+    return Path(os.environ.get(PARADIS_HOME_ENV) or Path.home() / "paradis").expanduser().resolve()
+
+
+class TrackingSpec(Strict):
+    experiment: str | None = Field(None, description="MLflow experiment; default: the study name")
+    uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite")
+
+
+class ParamSpec(Strict):
+    """One searched key: exactly one of ``grid``, ``choice``, ``uniform``, ``loguniform``, ``int``."""
+
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    int: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ParamSpec:
+        given = [k for k in ("grid", "choice", "uniform", "loguniform", "int") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of grid, choice, uniform, loguniform, int (got {given or 'none'})")
+        for k in ("grid", "choice"):
+            v = getattr(self, k)
+            if v is not None and not v:
+                raise ValueError(f"{k} is empty")
+        for k in ("uniform", "loguniform", "int"):
+            v = getattr(self, k)
+            if v is not None and not v[0] < v[1]:
+                raise ValueError(f"{k} bounds {list(v)} must be increasing")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform bounds {list(self.loguniform)} must be positive")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("grid", "choice", "uniform", "loguniform", "int") if getattr(self, k) is not None)
+
+    def values(self) -> list[Any]:
+        """The values a grid visits, or the values to check before running (bounds of ranges)."""
+        v = getattr(self, self.kind)
+        return list(v)
+
+
+class Objective(Strict):
+    metric: str = "acc/target"
+    mode: Literal["min", "max"] = "max"
+
+
+class SearchSpec(Strict):
+    kind: Literal["grid", "optuna"] = "grid"
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named sets of key=value overrides, each a row of the study (crossed with a grid space)",
+    )
+    samples: int = Field(1, gt=0, le=100_000, description="grid: repeats of the grid; optuna: trials")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    sampler: Literal["tpe", "nsga2"] = "tpe"
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective()])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpec:
+        if not self.objectives:
+            raise ValueError("objectives is empty")
+        if self.kind == "grid":
+            for key, p in self.space.items():
+                if p.kind not in ("grid", "choice"):
+                    raise ValueError(f"space.{key}: a grid search takes grid or choice lists, not {p.kind}")
+        if self.kind == "optuna" and self.variants:
+            raise ValueError("variants belong to grid searches; an optuna search takes a space")
+        if "variant" in self.space:
+            raise ValueError("space.variant: the name 'variant' is reserved for variants")
+        if self.kind == "optuna" and self.sampler == "nsga2" and len(self.objectives) < 2:
+            raise ValueError("sampler nsga2 is for several objectives; give at least two")
+        return self
+
+
+class SchedulerSpec(Strict):
+    kind: Literal["none", "asha"] = "none"
+    metric: str = "acc/target"
+    mode: Literal["min", "max"] = "max"
+    grace_period: int = Field(1, gt=0, le=100_000)
+    reduction_factor: float = Field(2.0, gt=1, le=100)
+
+
+class ResourcesSpec(Strict):
+    workers_per_trial: int = Field(1, gt=0, le=4096)
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
+    gpus_per_worker: float = Field(0.0, ge=0, le=64)
+    max_concurrent_trials: int | None = Field(None, gt=0, le=100_000)
+
+
+class FailureSpec(Strict):
+    max_failures: int = Field(2, ge=-1, le=1000, description="retries of a failed trial (-1: forever)")
+
+
+class StudySpec(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    switch_sets: dict[str, list[str]] = Field(
+        default_factory=dict, description="named switch lists that a search may choose among"
+    )
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    failure: FailureSpec = Field(default_factory=FailureSpec)
+    storage_path: str | None = Field(None, description="Ray results and checkpoints; default ~/paradis/ray_results")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"name {v!r} may hold letters, digits, '_', '.' and '-' only")
+        return v
+
+    @field_validator("switch_sets", mode="before")
+    @classmethod
+    def _parse_sets(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for name, switches in v.items():
+            if not isinstance(switches, list) or not switches:
+                raise ValueError(f"switch set {name!r} must be a non-empty list of switches")
+            out[name] = [str(parse_switch(s)) for s in switches]
+        return out
+
+    # --- derived ---------------------------------------------------------------------------------
+    def base_run_dict(self) -> dict:
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+            # an unset distillation follows each trial's method (a grid may vary the method)
+            "training": self.training.model_dump(
+                mode="json",
+                exclude=None if "distillation" in self.training.model_fields_set else {"distillation"},
+            ),
+            "evaluation": self.evaluation.model_dump(mode="json"),
+            "device": self.device,
+            "threads": max(1, int(self.resources.cpus_per_worker)),
+        }
+
+    def resolved_storage_path(self) -> Path:
+        if self.storage_path:
+            return Path(self.storage_path).expanduser().resolve()
+        return paradis_home() / "ray_results"
+
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+_SWITCH_LIST_KEYS = ("training.switches", "evaluation.switches", "evaluation.match_switches")
+
+
+def run_config_for(spec: StudySpec, params: dict[str, Any], source: str = "trial") -> RunConfig:
+    """The run configuration of one trial: the base configuration with ``params`` (dotted keys) set.
+
+    A value naming one of the spec's ``switch_sets`` stands for that list of switches.
+    """
+    data = copy.deepcopy(spec.base_run_dict())
+    params = dict(params)
+    variant = params.pop("variant", None)
+    if variant is not None:
+        params = {**spec.search.variants[variant], **params}
+    items = []
+    for key, value in params.items():
+        if key in _SWITCH_LIST_KEYS and isinstance(value, str) and value in spec.switch_sets:
+            value = spec.switch_sets[value]
+        items.append((key, value))
+    for key, value in items:
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+
+
+def _key_exists(key: str) -> bool:
+    model: type[BaseModel] = RunConfig
+    for part in key.split("."):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = sub  # type: ignore[assignment]
+        if model is None:
+            return part == key.split(".")[-1]
+    return True
+
+
+def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """All combinations of variants and grid values (once; ``samples`` repeats them)."""
+    keys = list(spec.search.space)
+    combos = list(itertools.product(*(spec.search.space[k].values() for k in keys)))
+    points = [dict(zip(keys, combo)) for combo in combos] or [{}]
+    if spec.search.variants:
+        points = [{"variant": name, **p} for name in spec.search.variants for p in points]
+    return points
+
+
+def check_study(spec: StudySpec, source: str) -> list[dict[str, Any]]:
+    """Validate every trial the study can produce before anything runs; returns the grid points
+    (grid) or the values checked (optuna). Raises :class:`ConfigError` naming the key path."""
+    for key in spec.search.space:
+        if not _key_exists(key):
+            raise ConfigError(f"{source}: search.space.{key}: no such key in the run configuration")
+    for name, overrides in spec.search.variants.items():
+        for key in overrides:
+            if not _key_exists(key):
+                raise ConfigError(f"{source}: search.variants.{name}.{key}: no such key in the run configuration")
+        if key in _SWITCH_LIST_KEYS:
+            for v in spec.search.space[key].values():
+                if isinstance(v, str) and v not in spec.switch_sets:
+                    known = ", ".join(spec.switch_sets) or "none defined"
+                    raise ConfigError(f"{source}: search.space.{key}: {v!r} is not a switch set (switch_sets: {known})")
+    if spec.search.kind == "grid":
+        points = grid_points(spec)
+        for params in points:
+            run_config_for(spec, params, f"{source}: trial {_describe(params)}")
+    else:
+        points = []
+        for key, p in spec.search.space.items():
+            for v in p.values():
+                run_config_for(spec, {key: v}, f"{source}: search.space.{key}={v!r}")
+    base = run_config_for(spec, {}, source)
+    if spec.scheduler.kind == "asha" and base.evaluation.every != 1:
+        raise ConfigError(f"{source}: evaluation.every: ASHA needs an evaluation every epoch (set it to 1)")
+    return points
+
+
+def _describe(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base)"
+
+
+# --- loading ---------------------------------------------------------------------------------------
+SMOKE_OVERRIDES = {
+    "data.train_subset": 1024,
+    "data.test_subset": 512,
+    "training.epochs": 2,
+    "training.batch_size": 64,
+    "training.max_steps_per_epoch": 8,
+    "evaluation.calibration_batches": 2,
+    "device": "cpu",
+}
+
+
+def apply_smoke(data: dict) -> dict:
+    """Scale a study down to a couple of minutes on a CPU: small subsets, 2 short epochs, few trials.
+    Folder data sets that are not here (ImageNet, CIFAR) become synthetic images."""
+    data = copy.deepcopy(data)
+    d = data.setdefault("data", {})
+    if d.get("name") in ("imagenet", "cifar10", "cifar100") and not (d.get("root") and Path(d["root"]).is_dir()):
+        data["data"] = {"name": "synthetic"}
+    apply_overrides(data, [f"{k}={v}" for k, v in SMOKE_OVERRIDES.items()], "--smoke")
+    t = data.setdefault("training", {})
+    sched = t.get("schedule") or {}
+    if sched.get("milestones"):
+        sched["milestones"] = [1]
+    search = data.setdefault("search", {})
+    if search.get("kind") == "optuna":
+        search["samples"] = min(int(search.get("samples", 1)), 3)
+    else:
+        search["samples"] = 1
+    sch = data.get("scheduler") or {}
+    if sch.get("kind") == "asha":
+        sch["grace_period"] = 1
+    res = data.setdefault("resources", {})
+    res["gpus_per_worker"] = 0
+    return data
+
+
+def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
+    source = str(path)
+    data = read_yaml(path)
+    data = apply_overrides(data, overrides or [])
+    if smoke:
+        data = apply_smoke(data)
+    root = (data.get("data") or {}).get("root") if isinstance(data.get("data"), dict) else None
+    if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
+        # trials run in their own working directories: pin the folder the user meant
+        data["data"]["root"] = str(Path(root).expanduser().resolve())
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+    check_study(spec, source)
+    return spec
