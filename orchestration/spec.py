@@ -248,18 +248,16 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
 def check_study(spec: StudySpec, source: str) -> list[dict[str, Any]]:
     """Validate every trial the study can produce before anything runs; returns the grid points
     (grid) or the values checked (optuna). Raises :class:`ConfigError` naming the key path."""
-    for key in spec.search.space:
+    known = ", ".join(spec.switch_sets) or "none defined"
+    checks = [(f"search.space.{k}", k, p.values()) for k, p in spec.search.space.items()]
+    checks += [(f"search.variants.{n}.{k}", k, [v]) for n, o in spec.search.variants.items() for k, v in o.items()]
+    for where, key, values in checks:
         if not _key_exists(key):
-            raise ConfigError(f"{source}: search.space.{key}: no such key in the run configuration")
-    for name, overrides in spec.search.variants.items():
-        for key in overrides:
-            if not _key_exists(key):
-                raise ConfigError(f"{source}: search.variants.{name}.{key}: no such key in the run configuration")
+            raise ConfigError(f"{source}: {where}: no such key in the run configuration")
         if key in _SWITCH_LIST_KEYS:
-            for v in spec.search.space[key].values():
+            for v in values:
                 if isinstance(v, str) and v not in spec.switch_sets:
-                    known = ", ".join(spec.switch_sets) or "none defined"
-                    raise ConfigError(f"{source}: search.space.{key}: {v!r} is not a switch set (switch_sets: {known})")
+                    raise ConfigError(f"{source}: {where}: {v!r} is not a switch set (switch_sets: {known})")
     if spec.search.kind == "grid":
         points = grid_points(spec)
         for params in points:
