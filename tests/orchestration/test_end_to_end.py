@@ -1,0 +1,97 @@
+"""End to end on a local Ray, MLflow in sqlite: the studies as a user runs them (slow)."""
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.conftest import artifact_paths, mlflow_runs, run_study
+
+pytestmark = pytest.mark.slow
+
+
+def _check_children(client, children, n_epochs=2):
+    for child in children:
+        assert child.info.status == "FINISHED", child.info.run_name
+        history = client.get_metric_history(child.info.run_id, "acc/1.0")
+        assert [m.step for m in history] == list(range(1, n_epochs + 1))
+        assert all(0.0 <= m.value <= 1.0 for m in history)
+        assert "training.method" in child.data.params and "training.switches" in child.data.params
+        paths = artifact_paths(client, child.info.run_id)
+        assert {"table/switches.json", "table/switches.csv", "table/switches.md", "checkpoint/checkpoint.pt"} <= set(
+            paths
+        )
+
+
+def test_quickstart_smoke_then_resume_adds_no_duplicate_runs(study_env, tmp_path):
+    proc = run_study(["studies/quickstart.yaml", "--smoke"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3 of 3 trials finished" in proc.stdout
+    db = tmp_path / "home" / "mlflow.db"
+    client, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags["paradis.study"] == "quickstart"
+    assert parent.data.tags["paradis.git_commit"] != ""
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    _check_children(client, children)
+    paths = set(artifact_paths(client, parent.info.run_id))
+    assert {
+        "spec/study.yaml",
+        "study/table.md",
+        "study/table.csv",
+        "study/table.json",
+        "study/accuracy_vs_macs.png",
+    } <= paths
+    local = Path(client.download_artifacts(parent.info.run_id, "study/table.csv", str(tmp_path / "dl")))
+    rows = list(csv.DictReader(io.StringIO(local.read_text())))
+    assert sorted(r["variant"] for r in rows) == ["ipkd", "wide-ipkd", "wide-ipkd-a"]
+    for r in rows:
+        for col in ("acc [1.0]", "acc [0.5, 0.5]", "acc [0.5, 0.25, 0.25]", "acc [4x0.25]"):
+            assert 0.0 < float(r[col]) <= 1.0
+    png = Path(client.download_artifacts(parent.info.run_id, "study/accuracy_vs_macs.png", str(tmp_path / "dl")))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # nothing of the study lands in the working directory
+    assert not (Path.cwd() / "mlruns").exists() and not (Path.cwd() / "mlartifacts").exists()
+
+    again = run_study(["studies/quickstart.yaml", "--smoke", "--resume"], study_env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    client, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and len(children) == 3
+    assert parents[0].info.status == "FINISHED"
+    for child in children:  # finished trials were not run again: no extra epochs logged
+        assert len(client.get_metric_history(child.info.run_id, "acc/1.0")) == 2
+
+
+def test_optuna_search_with_asha_smoke(study_env, tmp_path):
+    proc = run_study(["studies/search.yaml", "--smoke"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-search")
+    assert len(parents) == 1 and len(children) == 3
+    assert parents[0].data.tags["paradis.search"] == "optuna"
+    betas = {c.data.params["search.training.beta"] for c in children}
+    assert len(betas) == 3  # three distinct suggestions
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert 1 <= len(client.get_metric_history(child.info.run_id, "acc/target")) <= 2  # ASHA may stop at 1
+
+
+def test_trial_with_two_workers_runs_ddp_through_ray_train(study_env, tmp_path):
+    proc = run_study(
+        [
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            "search.variants={ddp: {training.beta: 0.1}}",
+            "--set",
+            "resources.workers_per_trial=2",
+            "--set",
+            "resources.cpus_per_worker=0.5",
+        ],
+        study_env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, _parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert len(children) == 1
+    _check_children(client, children)

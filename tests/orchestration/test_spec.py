@@ -1,0 +1,162 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.spec import apply_smoke, grid_points, load_study, run_config_for
+from orchestration.study import dry_run_text, first_suggestions
+from paradis.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = sorted((ROOT / "studies").rglob("*.yaml"))
+
+
+def test_every_shipped_study_is_valid():
+    names = {p.relative_to(ROOT / "studies").as_posix() for p in STUDIES}
+    assert {
+        "quickstart.yaml",
+        "ablation.yaml",
+        "baselines.yaml",
+        "scaling_8_switches.yaml",
+        "for_free.yaml",
+        "search.yaml",
+        "search_multiobjective.yaml",
+    } <= names
+    assert any(n.startswith("paper/") for n in names)
+    for path in STUDIES:
+        spec = load_study(path)
+        assert dry_run_text(spec)
+        smoke = load_study(path, smoke=True)
+        assert smoke.training.epochs == 2 and smoke.training.max_steps_per_epoch == 8
+
+
+def test_grid_dry_run_lists_every_trial():
+    text = dry_run_text(load_study(ROOT / "studies/ablation.yaml"))
+    assert "5 trial(s):" in text
+    for row in (
+        "paradis-no-kd: ParaDiS;",
+        "paradis-ipkd: ParaDiS IPKD;",
+        "paradis-wide-ipkd: ParaDiS Wide IPKD;",
+        "paradis-wide-ipkd-a-0.1: ParaDiS Wide IPKD-A beta=0.1;",
+        "paradis-wide-ipkd-a-1: ParaDiS Wide IPKD-A beta=1;",
+    ):
+        assert row in text
+
+
+def test_optuna_dry_run_shows_the_space_and_reproducible_first_suggestions():
+    spec = load_study(ROOT / "studies/search.yaml")
+    text = dry_run_text(spec)
+    assert "8 trial(s) suggested by Optuna (tpe, seed 0) to max acc/target" in text
+    assert "training.beta: loguniform [0.01, 2.0]" in text
+    first, again = first_suggestions(spec, 3), first_suggestions(spec, 3)
+    assert first == again and len({str(p) for p in first}) == 3
+    for params in first:
+        assert 1.0 <= params["training.wide_factor"] <= 1.5
+        cfg = run_config_for(spec, params)
+        assert cfg.training.switches in (spec.switch_sets["paper"], spec.switch_sets["with-untrained-split"])
+
+
+def test_variants_switch_sets_and_method_defaults():
+    spec = load_study(ROOT / "studies/baselines.yaml")
+    points = grid_points(spec)
+    assert [p["variant"] for p in points][:2] == ["paradis-wide-ipkd", "us-wide-ipkd"]
+    cfgs = {p["variant"]: run_config_for(spec, p) for p in points}
+    assert cfgs["paradis-wide-ipkd"].training.distillation == "wide"
+    assert cfgs["slimmable"].training.distillation == "none"
+    assert cfgs["individual-4x0.25"].training.distillation == "none"  # follows the method
+    assert cfgs["individual-4x0.25"].training.switches == ["[4x0.25]"]
+    scaling = load_study(ROOT / "studies/scaling_8_switches.yaml")
+    eight = run_config_for(scaling, {"training.switches": "eight"})
+    assert len(eight.training.switches) == 7  # with the wide teacher: 8 switches per iteration
+
+
+def test_smoke_scales_down_and_replaces_missing_folders():
+    data = apply_smoke(
+        {
+            "data": {"name": "imagenet", "root": "/nonexistent"},
+            "training": {"epochs": 250},
+            "search": {"kind": "optuna", "samples": 40},
+            "resources": {"gpus_per_worker": 1},
+        }
+    )
+    assert data["data"]["name"] == "synthetic"
+    assert data["training"]["epochs"] == 2 and data["search"]["samples"] == 3
+    assert data["resources"]["gpus_per_worker"] == 0
+
+
+BAD = {
+    "unknown key": ("name: x\nsearch: {kind: grid, spaces: {}}\n", "search.spaces: unknown key"),
+    "no such key": (
+        "name: x\nsearch: {kind: grid, space: {training.bta: {grid: [0, 1]}}}\n",
+        "search.space.training.bta: no such key",
+    ),
+    "bad grid value": (
+        "name: x\nsearch: {kind: grid, space: {training.beta: {grid: [0, -1]}}}\n",
+        "training.beta: Input should be greater than or equal to 0",
+    ),
+    "unknown switch set": (
+        "name: x\nsearch: {kind: grid, space: {training.switches: {grid: [four]}}}\n",
+        "'four' is not a switch set",
+    ),
+    "unknown search": ("name: x\nsearch: {kind: random}\n", "search.kind"),
+    "unknown scheduler": ("name: x\nscheduler: {kind: pbt}\n", "scheduler.kind"),
+    "nsga2 one objective": (
+        "name: x\nsearch: {kind: optuna, sampler: nsga2, space: {training.beta: {uniform: [0, 1]}}}\n",
+        "nsga2 is for several objectives",
+    ),
+    "asha without every epoch": (
+        "name: x\nscheduler: {kind: asha}\nevaluation: {every: 2}\n",
+        "evaluation.every: ASHA needs an evaluation every epoch",
+    ),
+    "two kinds": (
+        "name: x\nsearch: {kind: optuna, space: {training.beta: {uniform: [0, 1], choice: [1]}}}\n",
+        "give exactly one of",
+    ),
+    "missing name": ("description: no name\n", "name: required key is missing"),
+    "bad name": ("name: 'a b'\n", "may hold letters"),
+    "variant key": (
+        "name: x\nsearch: {kind: grid, variants: {v: {training.nope: 1}}}\n",
+        "search.variants.v.training.nope: no such key",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_studies_are_rejected_with_file_and_key(tmp_path, case):
+    text, needle = BAD[case]
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
+
+
+def test_command_line_prints_one_line_and_exits_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD["no such key"][0])
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "orchestration/run_study.py"), str(path), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "search.space.training.bta" in proc.stderr
+    assert time.perf_counter() - start < 30
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "orchestration/run_study.py"),
+            str(ROOT / "studies/quickstart.yaml"),
+            "--dry-run",
+            "--set",
+            "training.epochs=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "training.epochs" in proc.stderr
