@@ -81,8 +81,9 @@ def tune_setup(spec: StudySpec):
         )
         searcher = OptunaSearch(
             OptunaSpace(search.space),
-            metric=[o.metric for o in objectives] if not single else (None if tune_metric else objectives[0].metric),
-            mode=[o.mode for o in objectives] if not single else (None if tune_metric else objectives[0].mode),
+            # a searcher with its own space ignores TuneConfig's metric: always give it the objectives
+            metric=[o.metric for o in objectives] if not single else objectives[0].metric,
+            mode=[o.mode for o in objectives] if not single else objectives[0].mode,
             sampler=sampler,
         )
     tune_config = tune.TuneConfig(
