@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, TrackingError) as err:
         print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
         return 2
-    from orchestration.study import run_study
+    from orchestration.study import NothingToResume, run_study
 
     spec_text = Path(args.spec).read_text()
     try:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
-    except FileNotFoundError as err:
+    except NothingToResume as err:
         print(f"run_study: error: {err}", file=sys.stderr)
         return 2
 

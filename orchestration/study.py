@@ -19,6 +19,10 @@ from paradis.training import MethodPlanner, describe_method
 STATE_FILE = "paradis_study.json"
 
 
+class NothingToResume(LookupError):
+    """``--resume`` found no interrupted run of the study."""
+
+
 # --- search ----------------------------------------------------------------------------------------
 class OptunaSpace:
     """Define-by-run search space for OptunaSearch (a class, so that Tune can pickle the searcher)."""
@@ -118,6 +122,7 @@ def mlflow_callback(tracker: StudyTracker, spec_json: str):
         def __init__(self):
             self.tracker, self.spec_json = tracker, spec_json
             self.runs: dict[str, str] = {}
+            self.node_ips: dict[str, str] = {}
 
         def _run(self, trial) -> str:
             if trial.trial_id not in self.runs:
@@ -140,7 +145,11 @@ def mlflow_callback(tracker: StudyTracker, spec_json: str):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             def log():
                 step = int(result.get("epoch", result.get("training_iteration", 0)))
-                self.tracker.log_metrics(self._run(trial), trial_metrics(result), step)
+                run_id = self._run(trial)
+                self.tracker.log_metrics(run_id, trial_metrics(result), step)
+                if result.get("node_ip") and self.node_ips.get(trial.trial_id) != result["node_ip"]:
+                    self.node_ips[trial.trial_id] = result["node_ip"]
+                    self.tracker.client.set_tag(run_id, "paradis.node_ip", result["node_ip"])
 
             self._safely("log metrics", log)
 
@@ -252,7 +261,7 @@ def run_study(
     if resume:
         candidates = [p for p in experiment_dirs(spec) if tune.Tuner.can_restore(str(p))]
         if not candidates:
-            raise FileNotFoundError(f"no interrupted study {spec.name!r} under {storage} to resume")
+            raise NothingToResume(f"no interrupted study {spec.name!r} under {storage} to resume")
         exp_dir = candidates[-1]
         state = json.loads((exp_dir / STATE_FILE).read_text())
         tracker = StudyTracker.start(uri, spec, spec_text, source, resume_run_id=state["parent_run_id"])

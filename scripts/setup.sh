@@ -4,10 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ! -d /usr/share/datasets/fashion-mnist ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
-    echo "setup: installing Debian's dataset-fashion-mnist"
-    (apt-get update -q && apt-get install -y -q --no-install-recommends dataset-fashion-mnist) >/dev/null \
-        || echo "setup: could not install dataset-fashion-mnist; pass a data root instead" >&2
+# Debian packages: Fashion-MNIST (the default data set); PostgreSQL and iproute2 for the multi-host
+# cluster test (tests/deploy), which runs the compose topology in network namespaces.
+packages=()
+[[ -d /usr/share/datasets/fashion-mnist ]] || packages+=(dataset-fashion-mnist)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
+command -v ip >/dev/null || packages+=(iproute2)
+if ((${#packages[@]})) && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "setup: installing Debian packages: ${packages[*]}"
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${packages[@]}") >/dev/null || echo "setup: could not install ${packages[*]}" >&2
 fi
 
 python=${PYTHON:-python3}

@@ -1,0 +1,14 @@
+# syntax=docker/dockerfile:1
+# MLflow tracking server with a PostgreSQL backend and basic authentication.
+FROM python:3.11.11-slim-bookworm
+
+RUN pip install --no-cache-dir "mlflow[auth]==3.17.2" "psycopg[binary]==3.3.9" \
+    && useradd --create-home --uid 1000 mlflow \
+    && mkdir -p /mlartifacts && chown mlflow /mlartifacts
+COPY --chown=mlflow docker/mlflow-entrypoint.sh /usr/local/bin/mlflow-entrypoint.sh
+USER mlflow
+WORKDIR /home/mlflow
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+ENTRYPOINT ["/usr/local/bin/mlflow-entrypoint.sh"]

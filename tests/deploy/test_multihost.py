@@ -1,0 +1,348 @@
+"""The compose topology for real, on one machine: a Ray head host, a Ray worker host and an MLflow host
+with PostgreSQL, each in its own Linux network namespace with its own address (198.18.0.0/15, joined by a
+bridge), started with the commands the compose services run (docker/entrypoint.sh,
+docker/mlflow-entrypoint.sh). A smoke study submitted with ``ray job submit`` must run its trials on the
+worker host and land its runs in the MLflow server. Everything is torn down, also on failure (slow)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+DOCKER = ROOT / "docker"
+VENV_BIN = Path(sys.executable).parent
+INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip)"
+    if not INITDB:
+        return "needs Debian's postgresql package"
+    probe = subprocess.run(["ip", "netns", "add", "paradis-probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create network namespaces here: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", "paradis-probe"], capture_output=True)
+    return None
+
+
+def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, **kw)
+
+
+class Hosts:
+    """Network namespaces on a bridge: ``add(name, address)``, ``start(name, cmd)``, ``close()``."""
+
+    def __init__(self, prefix: str, subnet: str):
+        self.prefix, self.subnet = prefix, subnet
+        self.bridge = f"{prefix}br"
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{subnet}.1/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+
+    def add(self, name: str, last_octet: int) -> str:
+        ns, veth = f"{self.prefix}-{name}", f"{self.prefix}{name[:4]}"
+        address = f"{self.subnet}.{last_octet}"
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        sh("ip", "link", "set", f"{veth}p", "netns", ns)
+        sh("ip", "link", "set", veth, "master", self.bridge, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", f"{veth}p")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", f"{veth}p", "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", f"{self.subnet}.1")
+        return address
+
+    def start(self, name: str, cmd: list[str], env: dict, log: Path, user: str | None = None) -> subprocess.Popen:
+        prefix = ["ip", "netns", "exec", f"{self.prefix}-{name}"] + (["runuser", "-u", user, "--"] if user else [])
+        with open(log, "w") as out:
+            proc = subprocess.Popen(prefix + cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 20
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for ns in self.namespaces:
+            # whatever is left in a namespace (Ray daemons detach from our process groups)
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", self.bridge, check=False)
+
+
+def wait_for(what: str, check, timeout: float, logs: list[Path]) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in logs if p.exists())
+    raise AssertionError(f"{what} not ready after {timeout:.0f} s\n{tails}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def test_compose_topology_on_three_hosts(tmp_path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    tag = f"pd{os.getpid() % 10000}"
+    subnet = f"198.18.{os.getpid() % 200 + 20}"
+    work = Path(tempfile.mkdtemp(prefix="paradis-hosts-", dir="/tmp"))
+    work.chmod(0o755)
+    logs = {n: work / f"{n}.log" for n in ("postgres", "mlflow", "head", "worker")}
+    hosts = Hosts(tag, subnet)
+    try:
+        head_ip, worker_ip, mlflow_ip = hosts.add("head", 10), hosts.add("worker", 11), hosts.add("mlflow", 12)
+
+        # the secrets, as docker/make-secrets.sh writes them
+        secret_dir = work / "secrets"
+        secret_dir.mkdir()
+        for name in ("ray_token", "postgres_password", "mlflow_password", "mlflow_flask_secret"):
+            (secret_dir / name).write_text(secrets.token_hex(32) + "\n")
+        for f in secret_dir.iterdir():
+            f.chmod(0o644)  # read by the postgres user below
+
+        # MLflow host: PostgreSQL on its own address, then the MLflow entrypoint of the compose service
+        pgdata = work / "pgdata"
+        pgdata.mkdir()
+        shutil.chown(pgdata, "postgres")
+        sh(
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            INITDB[-1],
+            "-D",
+            str(pgdata),
+            "-U",
+            "mlflow",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={secret_dir / 'postgres_password'}",
+        )
+        with open(pgdata / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {subnet}.0/24 scram-sha-256\n")
+        postgres = str(Path(INITDB[-1]).parent / "postgres")
+        hosts.start(
+            "mlflow",
+            [
+                postgres,
+                "-D",
+                str(pgdata),
+                "-c",
+                f"listen_addresses={mlflow_ip}",
+                "-c",
+                f"unix_socket_directories={pgdata}",
+                "-p",
+                "5432",
+            ],
+            {"PATH": os.environ["PATH"]},
+            logs["postgres"],
+            user="postgres",
+        )
+        wait_for("postgres", lambda: _port_open(mlflow_ip, 5432), 60, [logs["postgres"]])
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            f"{tag}-mlflow",
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "createdb",
+            "-h",
+            str(pgdata),
+            "-U",
+            "mlflow",
+            "mlflow",
+        )
+        base_env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(work), "LANG": "C.UTF-8"}
+        hosts.start(
+            "mlflow",
+            ["bash", str(DOCKER / "mlflow-entrypoint.sh")],
+            {
+                **base_env,
+                "SECRETS_DIR": str(secret_dir),
+                "POSTGRES_HOST": mlflow_ip,
+                "POSTGRES_USER": "mlflow",
+                "POSTGRES_DB": "mlflow",
+                "MLFLOW_ADMIN_USERNAME": "admin",
+                "ARTIFACTS_DIR": str(work / "mlartifacts"),
+                "MLFLOW_HOST": mlflow_ip,
+                "MLFLOW_ALLOWED_HOSTS": f"{mlflow_ip},{mlflow_ip}:5000",
+            },
+            logs["mlflow"],
+        )
+        wait_for("mlflow", lambda: _http_ok(f"http://{mlflow_ip}:5000/health"), 120, [logs["mlflow"]])
+
+        # Ray hosts: the compose services' environment and commands
+        shared = work / "shared"
+        ray_env = {
+            **base_env,
+            "SECRETS_DIR": str(secret_dir),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(secret_dir / "ray_token"),
+            "MLFLOW_TRACKING_URI": f"http://{mlflow_ip}:5000",
+            "MLFLOW_TRACKING_USERNAME": "admin",
+            "PARADIS_HOME": str(shared / "paradis"),
+            "PARADIS_CACHE": str(work / "cache"),
+        }
+        entry = ["bash", str(DOCKER / "entrypoint.sh")]
+        hosts.start(
+            "head",
+            [
+                *entry,
+                "ray",
+                "start",
+                "--head",
+                "--port=6379",
+                "--dashboard-host=0.0.0.0",
+                "--dashboard-port=8265",
+                "--num-cpus=0",
+                "--disable-usage-stats",
+                "--block",
+                f"--node-ip-address={head_ip}",
+                # one machine stands for several: each node keeps its own temporary folder, as on real hosts
+                f"--temp-dir={work / 'ray-head'}",
+            ],
+            {**ray_env, "RAY_TMPDIR": str(work / "ray-head")},
+            logs["head"],
+        )
+        wait_for(
+            "ray head",
+            lambda: _http_ok(f"http://{head_ip}:8265/api/version") or _port_open(head_ip, 8265),
+            120,
+            [logs["head"]],
+        )
+        hosts.start(
+            "worker",
+            [
+                *entry,
+                "ray",
+                "start",
+                f"--address={head_ip}:6379",
+                "--num-cpus=2",
+                "--disable-usage-stats",
+                "--block",
+                f"--node-ip-address={worker_ip}",
+                f"--temp-dir={work / 'ray-worker'}",
+            ],
+            {**ray_env, "RAY_TMPDIR": str(work / "ray-worker")},
+            logs["worker"],
+        )
+
+        def two_nodes() -> bool:
+            out = sh(
+                "ip",
+                "netns",
+                "exec",
+                f"{tag}-head",
+                str(VENV_BIN / "ray"),
+                "status",
+                f"--address={head_ip}:6379",
+                check=False,
+                env={**ray_env, "RAY_TMPDIR": str(work / "ray-head")},
+            )
+            return out.returncode == 0 and out.stdout.count("node_") >= 2
+
+        wait_for("ray worker", two_nodes, 120, [logs["head"], logs["worker"]])
+
+        # the user, on the machine outside: ray job submit with the token
+        submit_env = {**base_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(secret_dir / "ray_token")}
+        job = sh(
+            str(VENV_BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            f"http://{head_ip}:8265",
+            "--working-dir",
+            str(ROOT),
+            "--",
+            "python",
+            "orchestration/run_study.py",
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            "search.variants={a: {training.beta: 0.0}, b: {training.beta: 0.1}}",
+            check=False,
+            env=submit_env,
+            timeout=900,
+            cwd=work,
+        )
+        out = job.stdout + job.stderr
+        assert job.returncode == 0, out[-5000:]
+        assert "2 of 2 trials finished" in out
+
+        # the runs are in the MLflow server (basic auth), and the trials ran on the worker host
+        from mlflow.tracking import MlflowClient
+
+        os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = (secret_dir / "mlflow_password").read_text().strip()
+        try:
+            client = MlflowClient(f"http://{mlflow_ip}:5000")
+            exp = client.get_experiment_by_name("paradis-quickstart")
+            runs = client.search_runs([exp.experiment_id])
+        finally:
+            os.environ.pop("MLFLOW_TRACKING_USERNAME")
+            os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+        children = [r for r in runs if r.data.tags.get("paradis.role") == "trial"]
+        parents = [r for r in runs if r.data.tags.get("paradis.role") == "study"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == 2
+        assert {c.data.tags.get("paradis.node_ip") for c in children} == {worker_ip}
+        assert all(c.info.status == "FINISHED" and "acc/1.0" in c.data.metrics for c in children)
+        # without credentials the server refuses
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(
+                f"http://{mlflow_ip}:5000/api/2.0/mlflow/experiments/search?max_results=1", timeout=5
+            )
+    finally:
+        hosts.close()
+        shutil.rmtree(work, ignore_errors=True)
