@@ -8,6 +8,7 @@ that cluster. Runs are tracked in MLflow (the spec's URI, else ``MLFLOW_TRACKING
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +18,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from orchestration.spec import load_study  # noqa: E402
+from orchestration.spec import check_resources, load_study, local_gpu_count  # noqa: E402
 from paradis.config import ConfigError  # noqa: E402
-from paradis.data import DataError, check_dataset  # noqa: E402
+from paradis.datasets import DataError, check_dataset  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.tracking import TrackingError, check_tracking, resolve_tracking_uri
 
     try:
+        if not (args.address or os.environ.get("RAY_ADDRESS")):  # a remote cluster is checked once joined
+            check_resources(spec, args.spec, local_gpu_count())
         check_dataset(spec.data.name, spec.data.root)
         uri = resolve_tracking_uri(spec)
         check_tracking(uri)
+    except ConfigError as err:
+        print(f"run_study: error: {err}", file=sys.stderr)
+        return 2
     except (DataError, TrackingError) as err:
         print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
         return 2
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_text = Path(args.spec).read_text()
     try:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
-    except NothingToResume as err:
+    except (NothingToResume, ConfigError) as err:
         print(f"run_study: error: {err}", file=sys.stderr)
         return 2
 

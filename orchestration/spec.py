@@ -277,6 +277,23 @@ def _describe(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base)"
 
 
+def local_gpu_count() -> int:
+    """GPUs of this machine, from the NVIDIA driver's /proc entries (no CUDA initialisation)."""
+    root = Path("/proc/driver/nvidia/gpus")
+    return len(list(root.iterdir())) if root.is_dir() else 0
+
+
+def check_resources(spec: StudySpec, source: str, gpus_available: float) -> None:
+    """A trial asking for more GPUs than the cluster has would wait forever: refuse it."""
+    res = spec.resources
+    need = res.workers_per_trial * res.gpus_per_worker
+    if need > gpus_available:
+        raise ConfigError(
+            f"{source}: resources.gpus_per_worker: a trial needs {need:g} GPU(s) "
+            f"({res.workers_per_trial} worker(s) x {res.gpus_per_worker:g}), the cluster has {gpus_available:g}"
+        )
+
+
 # --- loading ---------------------------------------------------------------------------------------
 SMOKE_OVERRIDES = {
     "data.train_subset": 1024,

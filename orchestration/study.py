@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.report import TrialRecord, study_markdown
-from orchestration.spec import ParamSpec, StudySpec, grid_points, run_config_for
+from orchestration.spec import ParamSpec, StudySpec, check_resources, grid_points, run_config_for
 from orchestration.tracking import StudyTracker, trial_metrics
 from paradis.training import MethodPlanner, describe_method
 
@@ -255,6 +255,8 @@ def run_study(
     storage.mkdir(parents=True, exist_ok=True)
     address = address or os.environ.get("RAY_ADDRESS")
     ray.init(address=address) if address else ray.init()
+    if address:
+        check_resources(spec, source, ray.cluster_resources().get("GPU", 0.0))
     spec_json = spec.model_dump_json()
     trainable = tune.with_resources(tune.with_parameters(study_trial, spec_json=spec_json), trial_resources(spec))
 

@@ -1,24 +1,55 @@
-"""ParaDiS: parallelly distributable slimmable neural networks, in pure PyTorch."""
+"""ParaDiS: parallelly distributable slimmable neural networks, in pure PyTorch.
 
-from paradis.bn import calibrate_bn
-from paradis.layers import BNStatisticsMissing
-from paradis.models import ExtractedSwitch, ParaDiSModel, create_model, list_models, register_model
-from paradis.profile import SwitchProfile, format_profiles, profile
-from paradis.switch import Switch, parse_switch
+The names below load on first use, so that light modules (``paradis.switch``, ``paradis.config``)
+import without torch: a bad study is rejected in well under a second.
+"""
 
-__all__ = [
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+_LAZY = {
+    "BNStatisticsMissing": "paradis.layers",
+    "ExtractedSwitch": "paradis.models",
+    "ParaDiSModel": "paradis.models",
+    "create_model": "paradis.models",
+    "list_models": "paradis.models",
+    "register_model": "paradis.models",
+    "calibrate_bn": "paradis.bn",
+    "SwitchProfile": "paradis.profile",
+    "format_profiles": "paradis.profile",
+    "profile": "paradis.profile",
+    "Switch": "paradis.switch",
+    "parse_switch": "paradis.switch",
+}
+
+__all__ = [  # noqa: RUF022 (grouped as _LAZY)
     "BNStatisticsMissing",
     "ExtractedSwitch",
     "ParaDiSModel",
-    "Switch",
-    "SwitchProfile",
-    "calibrate_bn",
     "create_model",
-    "format_profiles",
     "list_models",
-    "parse_switch",
-    "profile",
     "register_model",
+    "calibrate_bn",
+    "SwitchProfile",
+    "format_profiles",
+    "profile",
+    "Switch",
+    "parse_switch",
 ]
-
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'paradis' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from paradis.bn import calibrate_bn
+    from paradis.layers import BNStatisticsMissing
+    from paradis.models import ExtractedSwitch, ParaDiSModel, create_model, list_models, register_model
+    from paradis.profile import SwitchProfile, format_profiles, profile
+    from paradis.switch import Switch, parse_switch

@@ -7,13 +7,15 @@ Unknown keys are rejected, and every error names the file and the key path
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from paradis.data import DATASETS
+from paradis.datasets import DATASETS
 from paradis.switch import Switch, parse_switch
 
 Method = Literal["paradis", "us", "slimmable", "individual"]
@@ -35,16 +37,21 @@ def _switch(value: Any) -> str:
 SwitchStr = Annotated[str, Field(description="a switch in the paper's notation")]
 
 
+BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v1_small", "resnet18", "resnet50", "resnet_small")
+
+
 class ModelConfig(Strict):
     name: str = "mobilenet_v1_small"
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from paradis.models import list_models
-
-        if v not in list_models():
-            raise ValueError(f"unknown model {v!r}; known models: {', '.join(list_models())}")
+        if v in BUILTIN_MODELS:
+            return v
+        registry = sys.modules.get("paradis.models.registry")  # models registered in this process
+        known = sorted(set(BUILTIN_MODELS) | set(registry.list_models() if registry else ()))
+        if v not in known:
+            raise ValueError(f"unknown model {v!r}; known models: {', '.join(known)}")
         return v
 
 
@@ -298,6 +305,9 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
+        nested = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", msg)
+        if nested and e["type"].startswith("value_error"):  # a check of a whole section names its key
+            loc, msg = f"{loc}.{nested.group(1)}" if loc else nested.group(1), nested.group(2)
         got = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {e.get('input')!r})"
         if e["type"].startswith("value_error") or e["type"] == "assertion_error":
             got = ""

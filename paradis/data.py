@@ -8,10 +8,7 @@ far faster than a per-sample ``DataLoader`` on a few CPU cores. ImageNet goes th
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +16,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "synthetic")
-_FMNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
+from paradis.datasets import (  # the torch-free part lives there
+    DATASETS,
+    DEBIAN_FASHION_MNIST,
+    DataError,
+    cache_dir,
+    check_dataset,
+    fashion_mnist_layout,
 )
 
-
-class DataError(ValueError):
-    """A data set that cannot be read: names the path and what was expected there."""
+__all__ = ["DATASETS", "DEBIAN_FASHION_MNIST", "DataError", "cache_dir", "check_dataset", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -68,75 +63,10 @@ class TensorSplit:
         return TensorSplit(self.images[idx], self.labels[idx], self.mean, self.std, self.augment)
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("PARADIS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "paradis"
-    )
-    return Path(base)
-
-
-# --- Fashion-MNIST ---------------------------------------------------------------------------------
-def _fashion_mnist_raw(root: Path) -> Path:
-    """A folder in torchvision's layout (``<dir>/FashionMNIST/raw``) with the four IDX files.
-
-    ``root`` may hold the files directly (Debian's ``dataset-fashion-mnist``), gzipped or not, or be
-    torchvision's layout already. Gzipped files are decompressed once into the cache.
-    """
-    if not root.is_dir():
-        raise DataError(
-            f"Fashion-MNIST folder {str(root)!r} does not exist; expected the IDX files "
-            f"({', '.join(_FMNIST_FILES)}, optionally .gz) - on Debian: apt-get install dataset-fashion-mnist"
-        )
-    for candidate in (root / "FashionMNIST" / "raw", root / "raw", root):
-        if all((candidate / f).is_file() for f in _FMNIST_FILES):
-            return candidate.parent.parent if candidate.name == "raw" else _link_layout(candidate)
-        if all((candidate / f"{f}.gz").is_file() for f in _FMNIST_FILES):
-            return _decompress(candidate)
-    raise DataError(
-        f"Fashion-MNIST folder {str(root)!r} lacks the IDX files; expected {', '.join(_FMNIST_FILES)} "
-        "(optionally .gz) there or under FashionMNIST/raw"
-    )
-
-
-def _layout_for(source: Path) -> Path:
-    digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
-    return cache_dir() / f"fashion-mnist-{digest}"
-
-
-def _link_layout(folder: Path) -> Path:
-    dest = _layout_for(folder)
-    raw = dest / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in _FMNIST_FILES:
-        link = raw / f
-        if not link.exists():
-            link.symlink_to((folder / f).resolve())
-    return dest
-
-
-def _decompress(folder: Path) -> Path:
-    dest = _layout_for(folder)
-    raw = dest / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in _FMNIST_FILES:
-        target = raw / f
-        if target.is_file():
-            continue
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        try:
-            with gzip.open(folder / f"{f}.gz", "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
-        except (OSError, EOFError) as err:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"Fashion-MNIST file {str(folder / f)!r}.gz is not a readable gzip file: {err}") from None
-        os.replace(tmp, target)  # atomic: concurrent trials never see half a file
-    return dest
-
-
 def load_fashion_mnist(root: str | os.PathLike | None = None) -> Splits:
     import torchvision
 
-    layout = _fashion_mnist_raw(Path(root) if root else DEBIAN_FASHION_MNIST)
+    layout = fashion_mnist_layout(root)
     splits = []
     for train in (True, False):
         try:
@@ -360,20 +290,3 @@ def subset(split, count: int | None, seed: int):
         return split
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.Subset(split, torch.randperm(len(split), generator=g)[:count].tolist())
-
-
-def check_dataset(name: str, root: str | os.PathLike | None) -> None:
-    """Cheap check that a data set can be read, before any training starts (raises DataError)."""
-    if name == "fashion-mnist":
-        _fashion_mnist_raw(Path(root) if root else DEBIAN_FASHION_MNIST)
-    elif name in ("cifar10", "cifar100"):
-        import torchvision
-
-        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        if root is None or not (Path(root) / cls.base_folder).is_dir():
-            raise DataError(f"{name} folder {str(root)!r} lacks {cls.base_folder}/ (the python version)")
-    elif name == "imagenet":
-        if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
-            raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
-    elif name != "synthetic":
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")

@@ -1,0 +1,99 @@
+"""A corpus of malformed studies: each is rejected by the command line within 2 seconds, with exit code
+2 and one line naming the file and the key path, before Ray starts and with nothing written to MLflow."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = (ROOT / "studies" / "quickstart.yaml").read_text()
+
+# name -> (file content, text the one-line message must contain)
+CORPUS = {
+    "unknown-key": ("name: x\ntraining: {epochz: 2}\n", "training.epochz: unknown key"),
+    "unknown-top-key": ("name: x\nmodels: {name: resnet50}\n", "models: unknown key"),
+    "wrong-type": ("name: x\ntraining: {epochs: two}\n", "training.epochs: Input should be a valid integer"),
+    "wrong-type-section": ("name: x\ntraining: [1, 2]\n", "training: Input should be a valid dictionary"),
+    "missing-required": ("description: no name\n", "name: required key is missing"),
+    "switch-wider-than-wide-factor": (
+        "name: x\ntraining: {switches: ['[0.7, 0.7]']}\n",
+        "training.switches[0]: switch [0.7, 0.7] spans width 1.4",
+    ),
+    "zero-width": ("name: x\ntraining: {switches: ['[0.5, 0]']}\n", "width 0.0 must be positive"),
+    "negative-width": ("name: x\ntraining: {switches: ['[-0.5]']}\n", "width -0.5 must be positive"),
+    "unparseable-switch": ("name: x\ntraining: {switches: ['[half, half]']}\n", "'half' is not a number"),
+    "negative-beta": ("name: x\ntraining: {beta: -0.1}\n", "training.beta: Input should be greater than or equal to 0"),
+    "zero-epochs": ("name: x\ntraining: {epochs: 0}\n", "training.epochs: Input should be greater than 0"),
+    "unknown-dataset": ("name: x\ndata: {name: mnist}\n", "data.name: unknown data set 'mnist'"),
+    "unknown-model": ("name: x\nmodel: {name: vgg16}\n", "model.name: unknown model 'vgg16'"),
+    "unknown-method": ("name: x\ntraining: {method: distill}\n", "training.method: Input should be 'paradis'"),
+    "unknown-search": ("name: x\nsearch: {kind: hyperopt}\n", "search.kind: Input should be 'grid' or 'optuna'"),
+    "unknown-scheduler": ("name: x\nscheduler: {kind: pbt}\n", "scheduler.kind: Input should be 'none' or 'asha'"),
+    "missing-data-folder": (
+        "name: x\ndata: {name: cifar10, root: /nonexistent/cifar}\n",
+        "cifar10 folder '/nonexistent/cifar' lacks cifar-10-batches-py/",
+    ),
+    "duplicate-key": ("name: x\ntraining: {epochs: 1}\ntraining: {epochs: 2}\n", "duplicate key 'training'"),
+    "python-object-tag": ("name: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    "empty-file": ("", "the file is empty"),
+    "not-a-mapping": ("- name: x\n", "expected a mapping of settings at the top, got list"),
+    "scalar-file": ("just words\n", "expected a mapping of settings at the top, got str"),
+    "absurd-epochs": (
+        "name: x\ntraining: {epochs: 1000000000}\n",
+        "training.epochs: Input should be less than or equal to",
+    ),
+    "absurd-lr": ("name: x\ntraining: {optimizer: {lr: 1.0e+9}}\n", "training.optimizer.lr: Input should be less than"),
+    "absurd-batch": ("name: x\ntraining: {batch_size: -5}\n", "training.batch_size: Input should be greater than 0"),
+    "space-over-missing-key": (
+        "name: x\nsearch: {kind: grid, space: {training.momentum: {grid: [0.9]}}}\n",
+        "search.space.training.momentum: no such key",
+    ),
+    "space-bad-value": (
+        "name: x\nsearch: {kind: grid, space: {training.wide_factor: {grid: [1.2, 0.5]}}}\n",
+        "training.wide_factor: Input should be greater than or equal to 1",
+    ),
+    "too-many-gpus": (
+        "name: x\nresources: {workers_per_trial: 2, gpus_per_worker: 4}\n",
+        "resources.gpus_per_worker: a trial needs 8 GPU(s)",
+    ),
+    "bad-yaml-syntax": ("name: x\ntraining: {epochs: 2\n", "not valid YAML"),
+    "unknown-switch-set": (
+        "name: x\nsearch: {kind: grid, space: {training.switches: {grid: [tiny]}}}\n",
+        "'tiny' is not a switch set",
+    ),
+}
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 25
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_malformed_study_is_rejected_quickly_and_cleanly(case, tmp_path):
+    text, needle = CORPUS[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+    env.update(PARADIS_HOME=str(home), RAY_TMPDIR=str(tmp_path / "ray"))
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"run_study: error: {path}"), lines[0]
+    assert needle in lines[0], lines[0]
+    assert elapsed < 2.0, f"took {elapsed:.2f} s"
+    assert not home.exists() and not (tmp_path / "ray").exists()  # no MLflow store, no Ray session
+    assert "pwned" not in proc.stdout
