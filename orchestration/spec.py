@@ -334,9 +334,9 @@ def apply_smoke(data: dict) -> dict:
 def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
     source = str(path)
     data = read_yaml(path)
-    data = apply_overrides(data, overrides or [])
     if smoke:
         data = apply_smoke(data)
+    data = apply_overrides(data, overrides or [])  # what the user sets wins over --smoke
     root = (data.get("data") or {}).get("root") if isinstance(data.get("data"), dict) else None
     if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
         # trials run in their own working directories: pin the folder the user meant

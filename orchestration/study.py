@@ -14,6 +14,7 @@ from typing import Any
 from orchestration.report import TrialRecord, study_markdown
 from orchestration.spec import ParamSpec, StudySpec, check_resources, grid_points, run_config_for
 from orchestration.tracking import StudyTracker, trial_metrics
+from orchestration.trainable import FAILED_KEY
 from paradis.training import MethodPlanner, describe_method
 
 STATE_FILE = "paradis_study.json"
@@ -123,6 +124,7 @@ def mlflow_callback(tracker: StudyTracker, spec_json: str):
             self.tracker, self.spec_json = tracker, spec_json
             self.runs: dict[str, str] = {}
             self.node_ips: dict[str, str] = {}
+            self.tables: dict[str, str] = {}  # the newest switch table of each trial
 
         def _run(self, trial) -> str:
             if trial.trial_id not in self.runs:
@@ -146,6 +148,10 @@ def mlflow_callback(tracker: StudyTracker, spec_json: str):
             def log():
                 step = int(result.get("epoch", result.get("training_iteration", 0)))
                 run_id = self._run(trial)
+                if result.get("table"):
+                    self.tables[trial.trial_id] = result["table"]
+                if result.get(FAILED_KEY):
+                    return
                 self.tracker.log_metrics(run_id, trial_metrics(result), step)
                 if result.get("node_ip") and self.node_ips.get(trial.trial_id) != result["node_ip"]:
                     self.node_ips[trial.trial_id] = result["node_ip"]
@@ -159,12 +165,19 @@ def mlflow_callback(tracker: StudyTracker, spec_json: str):
 
                 run_id = self._run(trial)
                 last = trial.last_result or {}
-                rows = json.loads(last.get("table", "[]"))
+                table = last.get("table") or self.tables.get(trial.trial_id)
+                rows = json.loads(table or "[]")
                 results = [SwitchResult(**r) for r in rows]
-                self.tracker.log_trial_table(run_id, rows, table_markdown(results), table_csv(results))
+                if rows:
+                    self.tracker.log_trial_table(run_id, rows, table_markdown(results), table_csv(results))
                 ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
                 self.tracker.log_checkpoint(run_id, ckpt)
-                self.tracker.finish(run_id, "FINISHED")
+                self.tracker.client.set_tag(run_id, "paradis.restarts", str(trial.num_failures))
+                if last.get(FAILED_KEY):
+                    self.tracker.client.set_tag(run_id, "paradis.error", last[FAILED_KEY])
+                    self.tracker.finish(run_id, "FAILED")
+                else:
+                    self.tracker.finish(run_id, "FINISHED")
 
             self._safely("close the trial's run", log)
 
@@ -216,9 +229,13 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
             label = describe_method(run_config_for(spec, config).training)
         except Exception:
             label = "?"
-        rows = json.loads(metrics["table"]) if "table" in metrics else []
+        table = metrics.get("table")
+        if table is None and result.metrics_dataframe is not None and "table" in result.metrics_dataframe:
+            tables = result.metrics_dataframe["table"].dropna()
+            table = tables.iloc[-1] if len(tables) else None
+        rows = json.loads(table) if table else []
         searched = {k: v for k, v in config.items()}
-        status = "ERROR" if result.error else "TERMINATED"
+        status = "ERROR" if result.error else ("FAILED" if metrics.get(FAILED_KEY) else "TERMINATED")
         name = Path(result.path).name if result.path else metrics.get("trial_id", "?")
         records.append(
             TrialRecord(
@@ -228,7 +245,7 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
                 searched,
                 rows,
                 status,
-                None if not result.error else str(result.error)[:500],
+                str(result.error)[:500] if result.error else metrics.get(FAILED_KEY),
             )
         )
     records.sort(key=lambda r: r.name)
@@ -246,6 +263,8 @@ def run_study(
 ) -> int:
     """Run (or resume) the study; returns 0 when every trial finished."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows per-switch accuracy
+    # a failed trial's last report carries its reason, not the objective: the searcher records a failure
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
     from ray import tune
 

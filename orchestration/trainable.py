@@ -12,9 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestration.faults import maybe_inject
 from orchestration.spec import StudySpec, run_config_for
 from paradis.config import RunConfig
-from paradis.trainer import DistributedInfo, EpochReport, run_training
+from paradis.trainer import DistributedInfo, EpochReport, NonFiniteLoss, run_training
+
+FAILED_KEY = "failed_reason"
 
 
 def report_metrics(report: EpochReport) -> dict[str, Any]:
@@ -45,8 +48,13 @@ def study_trial(config: dict[str, Any], spec_json: str) -> None:
 
         def callback(report: EpochReport) -> None:
             tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            maybe_inject(report.epoch)
 
-        run_training(cfg, checkpoint_dir=workdir, callback=callback)
+        try:
+            run_training(cfg, checkpoint_dir=workdir, callback=callback)
+        except NonFiniteLoss as err:
+            # deterministic: retrying would diverge again. The trial ends, marked failed with the reason.
+            tune.report({FAILED_KEY: str(err)})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -97,6 +105,7 @@ def train_worker(config: dict[str, Any]) -> None:
         def callback(report: EpochReport) -> None:
             checkpoint = ray.train.Checkpoint.from_directory(str(workdir)) if rank == 0 else None
             ray.train.report(report_metrics(report), checkpoint=checkpoint)
+            maybe_inject(report.epoch, rank)
 
         run_training(
             cfg,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,12 +71,34 @@ Callback = Callable[[EpochReport], "bool | None"]
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """Write atomically, keeping the previous checkpoint beside the new one: a crash mid-write, or a
+    file damaged later, still leaves a good checkpoint to resume from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
     os.replace(tmp, path)
+
+
+def load_resumable(path: Path, map_location, log: Callable[[str], None]) -> dict | None:
+    """The newest readable checkpoint: ``path``, else the previous one, else ``None`` (start afresh).
+    A damaged file is reported, never retried in a loop."""
+    for candidate in (path, previous_checkpoint(path)):
+        if not candidate.exists():
+            continue
+        try:
+            return load_checkpoint(candidate, map_location=map_location)
+        except CheckpointError as err:
+            log(f"warning: {err}; trying an older checkpoint")
+    if path.exists() or previous_checkpoint(path).exists():
+        log(f"warning: no readable checkpoint in {path.parent}; training starts from scratch")
+    return None
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -245,16 +268,17 @@ def run_training(
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start_epoch, history, table = 0, [], None
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+    state = None
+    if ckpt_path is not None and resume:
+        state = load_resumable(ckpt_path, device, log or _stderr)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         planner.load_state_dict(state["planner"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
-        if log:
-            log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+        (log or _stderr)(f"resumed from {ckpt_path.parent} after epoch {start_epoch}")
 
     method = describe_method(t)
     stopped = False
@@ -367,6 +391,10 @@ def run_training(
         stopped_early=stopped,
         input_size=tuple(input_size),
     )
+
+
+def _stderr(line: str) -> None:
+    print(f"[paradis] {line}", file=sys.stderr, flush=True)
 
 
 def _calibration_split(train_split, count: int, seed: int):

@@ -81,3 +81,23 @@ def test_schedules():
     cfg = small_config(epochs=10, schedule={"kind": "constant", "warmup_epochs": 1})
     f = lr_lambda(cfg, 100)
     assert f(0) == pytest.approx(0.01) and f(99) == 1.0 and f(500) == 1.0
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, capsys):
+    cfg = small_config(epochs=2)
+    run_training(cfg, checkpoint_dir=tmp_path, callback=lambda r: r.epoch == 1)
+    run_training(cfg, checkpoint_dir=tmp_path)  # ends after epoch 2; epoch 1's checkpoint is kept as .prev
+    latest, prev = tmp_path / "checkpoint.pt", tmp_path / "checkpoint.prev.pt"
+    assert torch.load(prev, weights_only=True)["epoch"] == 1
+    latest.write_bytes(latest.read_bytes()[:500])
+    logs = []
+    resumed = run_training(small_config(epochs=2), checkpoint_dir=tmp_path, log=logs.append)
+    assert any("cannot be read" in line for line in logs)
+    assert any("after epoch 1" in line for line in logs)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    for f in (latest, prev):
+        f.write_bytes(b"garbage")
+    logs.clear()
+    fresh = run_training(small_config(epochs=1), checkpoint_dir=tmp_path, log=logs.append)
+    assert any("starts from scratch" in line for line in logs)
+    assert len(fresh.history) == 1

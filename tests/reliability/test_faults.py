@@ -1,0 +1,258 @@
+"""Fault injection on 2 cores: a trial process, a Ray Train worker, the driver and the tracking server
+fail, and the study still ends with every trial, resumed from checkpoints, with no duplicate runs (slow)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.conftest import ROOT, mlflow_runs, run_study
+
+pytestmark = pytest.mark.slow
+ONE_VARIANT = "search.variants={only: {training.beta: 0.0}}"
+
+
+def _steps(client, run, key="acc/1.0"):
+    return [m.step for m in client.get_metric_history(run.info.run_id, key)]
+
+
+def _fault(tmp_path, **kw):
+    return json.dumps({"marker": str(tmp_path / "fault-happened"), **kw})
+
+
+def test_trial_process_killed_mid_training_resumes_from_its_checkpoint(study_env, tmp_path):
+    env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=2)}
+    start = time.perf_counter()
+    proc = run_study(
+        [
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            ONE_VARIANT,
+            "--set",
+            "training.epochs=3",
+            "--set",
+            "failure.max_failures=1",
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "fault-happened").exists()
+    client, _parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    assert children[0].data.tags["paradis.restarts"] == "1"
+    # resumed after epoch 2, not from scratch: every epoch was trained (and logged) exactly once
+    assert _steps(client, children[0]) == [1, 2, 3]
+    print(f"trial kill: {time.perf_counter() - start:.0f} s")
+
+
+def test_max_failures_is_honoured(study_env, tmp_path):
+    # with max_failures=0 the first fault is final: the trial fails and the study says so
+    env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=1)}
+    proc = run_study(
+        ["studies/quickstart.yaml", "--smoke", "--set", ONE_VARIANT, "--set", "failure.max_failures=0"], env
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "0 of 1 trials finished" in proc.stdout
+    _, _, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert len(children) == 1 and children[0].info.status == "FAILED"
+
+
+def test_ray_train_worker_killed_resumes_from_checkpoint(study_env, tmp_path):
+    env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=1, rank=1)}
+    proc = run_study(
+        [
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            ONE_VARIANT,
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "resources.workers_per_trial=2",
+            "--set",
+            "resources.cpus_per_worker=0.5",
+            "--set",
+            "failure.max_failures=1",
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "fault-happened").read_text().startswith("killed at epoch 1, rank 1")
+    client, _, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    assert sorted(set(_steps(client, children[0]))) == [1, 2]
+
+
+def test_non_finite_loss_fails_that_trial_with_its_reason_and_the_study_goes_on(study_env, tmp_path):
+    variants = "search.variants={ok: {training.beta: 0.0}, diverges: {training.optimizer.lr: 100.0}}"
+    proc = run_study(["studies/quickstart.yaml", "--smoke", "--set", variants], study_env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 of 2 trials finished" in proc.stdout
+    _, _, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    status = {c.data.params["search.variant"]: c for c in children}
+    assert status["ok"].info.status == "FINISHED"
+    assert status["diverges"].info.status == "FAILED"
+    assert "non-finite" in status["diverges"].data.tags["paradis.error"]
+    assert status["diverges"].data.tags["paradis.restarts"] == "0"  # not retried
+
+
+def _kill_driver_after_first_epoch(args, env, db, experiment, timeout=300):
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            time.sleep(1)
+            if db.exists():
+                try:
+                    client, _, children = mlflow_runs(db, experiment)
+                except AssertionError:
+                    continue
+                if any(_steps(client, c, "loss") for c in children):
+                    break
+        else:
+            raise AssertionError("the study never reported an epoch")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait()
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_runs(study_env, tmp_path):
+    db = tmp_path / "home" / "mlflow.db"
+    args = ["studies/quickstart.yaml", "--smoke", "--set", "training.epochs=3"]
+    _kill_driver_after_first_epoch(args, study_env, db, "paradis-quickstart")
+    client, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "RUNNING"  # killed: nobody closed it
+    proc = run_study([*args, "--resume"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.data.params["search.variant"] for c in children) == ["ipkd", "wide-ipkd", "wide-ipkd-a"]
+    for c in children:
+        assert sorted(set(_steps(client, c))) == [1, 2, 3]
+
+
+def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(study_env, tmp_path):
+    db = tmp_path / "home" / "mlflow.db"
+    args = ["studies/search.yaml", "--smoke", "--set", "scheduler.kind=none"]
+    _kill_driver_after_first_epoch(args, study_env, db, "paradis-search")
+    proc = run_study([*args, "--resume"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _client, parents, children = mlflow_runs(db, "paradis-search")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    suggestions = {
+        (c.data.params["search.training.beta"], c.data.params["search.training.wide_factor"]) for c in children
+    }
+    assert len(suggestions) == 3
+
+
+def test_unreachable_tracking_server_is_a_clear_error_before_training(study_env, tmp_path):
+    start = time.perf_counter()
+    proc = run_study(["studies/quickstart.yaml", "--smoke", "--set", "tracking.uri=http://127.0.0.1:9"], study_env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("run_study: error: studies/quickstart.yaml: MLflow")
+    assert "not reachable" in proc.stderr
+    assert time.perf_counter() - start < 30
+    assert not (tmp_path / "home" / "ray_results").exists()  # nothing started
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mlflow(db: Path, artifacts: Path, port: int, log: Path) -> subprocess.Popen:
+    with open(log, "a") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{db}",
+                "--artifacts-destination",
+                str(artifacts),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.5)
+    raise AssertionError(log.read_text()[-2000:])
+
+
+def test_tracking_outage_during_training_loses_no_metric(study_env, tmp_path):
+    port = _free_port()
+    db, artifacts, log = tmp_path / "server.db", tmp_path / "artifacts", tmp_path / "mlflow.log"
+    server = _start_mlflow(db, artifacts, port, log)
+    uri = f"http://127.0.0.1:{port}"
+    study = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "orchestration" / "run_study.py"),
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            ONE_VARIANT,
+            "--set",
+            "training.epochs=4",
+            "--set",
+            f"tracking.uri={uri}",
+        ],
+        env=study_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        deadline = time.time() + 300
+        while time.time() < deadline:  # wait for the first epoch's metrics, then take the server down
+            exp = client.get_experiment_by_name("paradis-quickstart")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if any("loss" in r.data.metrics for r in runs):
+                break
+            time.sleep(1)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        time.sleep(6)
+        server = _start_mlflow(db, artifacts, port, log)
+        out, _ = study.communicate(timeout=600)
+        assert study.returncode == 0, out[-3000:]
+        exp = client.get_experiment_by_name("paradis-quickstart")
+        runs = client.search_runs([exp.experiment_id])
+        children = [r for r in runs if r.data.tags.get("paradis.role") == "trial"]
+        assert len(children) == 1 and children[0].info.status == "FINISHED"
+        assert sorted(set(_steps(client, children[0]))) == [1, 2, 3, 4]
+    finally:
+        study.kill()
+        os.killpg(server.pid, signal.SIGKILL)
