@@ -1,6 +1,7 @@
 """Fault injection on 2 cores: a trial process, a Ray Train worker, the driver and the tracking server
 fail, and the study still ends with every trial, resumed from checkpoints, with no duplicate runs (slow)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -103,6 +104,13 @@ def test_non_finite_loss_fails_that_trial_with_its_reason_and_the_study_goes_on(
     assert status["diverges"].data.tags["paradis.restarts"] == "0"  # not retried
 
 
+def _reported(home: Path, trials: int) -> bool:
+    """Whether ``trials`` trials have reported an epoch, read from Ray's result files (polling the
+    MLflow store instead could race with the driver creating it)."""
+    results = list(home.glob("ray_results/*/*/result.json"))
+    return len([r for r in results if r.stat().st_size > 0]) >= trials
+
+
 def _kill_driver_after_first_epoch(args, env, db, experiment, timeout=300):
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
@@ -116,13 +124,8 @@ def _kill_driver_after_first_epoch(args, env, db, experiment, timeout=300):
     try:
         while time.time() < deadline:
             time.sleep(1)
-            if db.exists():
-                try:
-                    client, _, children = mlflow_runs(db, experiment)
-                except AssertionError:
-                    continue
-                if any(_steps(client, c, "loss") for c in children):
-                    break
+            if _reported(db.parent, 1):
+                break
         else:
             raise AssertionError("the study never reported an epoch")
     finally:
@@ -256,3 +259,87 @@ def test_tracking_outage_during_training_loses_no_metric(study_env, tmp_path):
     finally:
         study.kill()
         os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_worker_node_killed_its_trials_finish_elsewhere(study_env, tmp_path):
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**study_env, "HOME": str(tmp_path / "user"), "RAY_AUTH_MODE": "disabled"}
+    Path(env["HOME"]).mkdir()
+    port = _free_port()
+    nodes = []
+
+    def start(args, name):
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - kept open for the node's lifetime
+        nodes.append(
+            subprocess.Popen(
+                [ray, "start", "--block", "--disable-usage-stats", *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    start(
+        [
+            f"--port={port}",
+            "--head",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={Path(env['RAY_TMPDIR']) / 'h'}",
+        ],
+        "head",
+    )
+    try:
+        deadline = time.time() + 120
+        while (
+            subprocess.run([ray, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True).returncode != 0
+        ):
+            assert time.time() < deadline, (tmp_path / "head.log").read_text()[-2000:]
+            time.sleep(1)
+        start([f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--temp-dir={Path(env['RAY_TMPDIR']) / 'n2'}"], "node2")
+        while (
+            subprocess.run(
+                [ray, "status", f"--address=127.0.0.1:{port}"], env=env, capture_output=True, text=True
+            ).stdout.count("node_")
+            < 2
+        ):
+            assert time.time() < deadline, (tmp_path / "node2.log").read_text()[-2000:]
+            time.sleep(1)
+        db = tmp_path / "home" / "mlflow.db"
+        study = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "orchestration" / "run_study.py"),
+                "studies/quickstart.yaml",
+                "--smoke",
+                "--set",
+                "search.variants={a: {training.beta: 0.0}, b: {training.beta: 0.1}}",
+                "--set",
+                "training.epochs=4",
+                "--set",
+                "failure.max_failures=2",
+            ],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.time() + 300
+        while time.time() < deadline and not _reported(tmp_path / "home", 2):  # a trial on each node
+            time.sleep(1)
+        os.killpg(nodes[1].pid, signal.SIGKILL)  # the second node dies
+        out, _ = study.communicate(timeout=900)
+        assert study.returncode == 0, out[-4000:]
+        client, parents, children = mlflow_runs(db, "paradis-quickstart")
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+        assert sorted(c.data.tags["paradis.restarts"] for c in children) == ["0", "1"]
+        for c in children:
+            assert sorted(set(_steps(client, c))) == [1, 2, 3, 4]
+    finally:
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
