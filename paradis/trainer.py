@@ -282,6 +282,20 @@ def run_training(
 
     method = describe_method(t)
     stopped = False
+
+    def evaluate() -> list[SwitchResult]:
+        return evaluate_switches(
+            model,
+            eval_switches,
+            calibration=calibration,
+            test_loader=test_loader,
+            input_size=input_size,
+            trained=trained,
+            num_classes=splits.info.num_classes,
+            device=device,
+            matches=matches,
+        )
+
     trained = set(planner.trained_switches)
     if t.method == "us":  # every width of the grid is sampled during training
         trained |= {parse_switch(w) for w in planner.us_widths()}
@@ -323,17 +337,7 @@ def run_training(
         table = None
         if last or (every and (epoch + 1) % every == 0):
             eval_start = time.perf_counter()
-            table = evaluate_switches(
-                model,
-                eval_switches,
-                calibration=calibration,
-                test_loader=test_loader,
-                input_size=input_size,
-                trained=trained,
-                num_classes=splits.info.num_classes,
-                device=device,
-                matches=matches,
-            )
+            table = evaluate()
             for row in table:
                 slug = parse_switch(row.switch).slug
                 metrics[f"acc/{slug}"] = row.top1
@@ -370,17 +374,7 @@ def run_training(
                 break
 
     if table is None:  # resumed after the last epoch, or stopped before an evaluation
-        table = evaluate_switches(
-            model,
-            eval_switches,
-            calibration=calibration,
-            test_loader=test_loader,
-            input_size=input_size,
-            trained=trained,
-            num_classes=splits.info.num_classes,
-            device=device,
-            matches=matches,
-        )
+        table = evaluate()
     return TrainResult(
         config=cfg,
         method=method,
