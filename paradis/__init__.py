@@ -15,9 +15,9 @@ _LAZY = {
     "list_models": "paradis.models",
     "register_model": "paradis.models",
     "calibrate_bn": "paradis.bn",
-    "SwitchProfile": "paradis.profile",
-    "format_profiles": "paradis.profile",
-    "profile": "paradis.profile",
+    "SwitchProfile": "paradis.costs",
+    "format_profiles": "paradis.costs",
+    "profile": "paradis.costs",
     "Switch": "paradis.switch",
     "parse_switch": "paradis.switch",
 }
@@ -49,7 +49,7 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # pragma: no cover
     from paradis.bn import calibrate_bn
+    from paradis.costs import SwitchProfile, format_profiles, profile
     from paradis.layers import BNStatisticsMissing
     from paradis.models import ExtractedSwitch, ParaDiSModel, create_model, list_models, register_model
-    from paradis.profile import SwitchProfile, format_profiles, profile
     from paradis.switch import Switch, parse_switch

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from paradis.costs import format_profiles, profile
 from paradis.models import create_model, list_models
-from paradis.profile import format_profiles, profile
 from paradis.switch import parse_switch
 
 DEFAULT_SWITCHES = ("1.2", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]")

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from paradis.bn import calibrate_bn
+from paradis.costs import SwitchProfile, profile
 from paradis.models.base import ParaDiSModel
-from paradis.profile import SwitchProfile, profile
 from paradis.switch import Switch, parse_switch
 
 

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from paradis import parse_switch
+from paradis.costs import count_macs
 from paradis.layers import depthwise_conv2d, range_conv2d, range_linear
-from paradis.profile import count_macs
 
 
 def block_diagonal_mask(in_ranges, out_ranges, shape):

@@ -2,7 +2,7 @@ import torch
 
 from paradis import create_model, format_profiles, profile
 from paradis.cli import main
-from paradis.profile import count_macs
+from paradis.costs import count_macs
 
 
 def test_per_device_counts_add_up_to_the_fused_forward():
@@ -36,3 +36,10 @@ def test_cli_prints_the_table_and_rejects_bad_switches(capsys):
     assert main(["profile", "mobilenet_v1_small", "--switches", "[0.9, 0.9]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "switch [0.9, 0.9] spans width 1.8" in err[0]
+
+
+def test_the_package_exports_the_function_whatever_was_imported_first():
+    import paradis
+    import paradis.costs
+
+    assert callable(paradis.profile) and paradis.profile.__name__ == "profile"
