@@ -87,7 +87,6 @@ class RangeConv2d(RangeLayer):
         self.max_width = max_width
         n_out = max_channels(out_base, max_width)
         n_in = 1 if depthwise else (in_channels if in_base is None else max_channels(in_base, max_width))
-        self.fixed_in_channels = in_channels
         self.weight = nn.Parameter(torch.empty(n_out, n_in, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
