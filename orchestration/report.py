@@ -42,17 +42,32 @@ def columns(records: Sequence[TrialRecord]) -> list[str]:
     return _switch_order(names)
 
 
+def score(row: dict[str, Any]) -> float | None:
+    """A row's measure: PSNR (dB) for super-resolution rows, else top-1 accuracy (a fraction)."""
+    return row["psnr"] if row.get("psnr") is not None else row.get("top1")
+
+
+def is_sr(records: Sequence[TrialRecord]) -> bool:
+    """Whether the study measures PSNR (super-resolution) rather than accuracy."""
+    return any(row.get("psnr") is not None for r in records for row in r.rows)
+
+
+def bicubic_baseline(records: Sequence[TrialRecord]) -> float | None:
+    """The bicubic-upsampling PSNR the super-resolution rows report beside them."""
+    return next((row["baseline_psnr"] for r in records for row in r.rows if row.get("baseline_psnr")), None)
+
+
 def cell(record: TrialRecord, switch: str) -> tuple[float | None, str | None]:
-    """Accuracy of ``switch`` in a trial, or of the width matched to it (with that width)."""
+    """Accuracy (or PSNR) of ``switch`` in a trial, or of the width matched to it (with that width)."""
     for row in record.rows:
         if row["switch"] == switch and not row.get("matches"):
-            return row["top1"], None
+            return score(row), None
     for row in record.rows:
         if row.get("matches") and switch in row["matches"].split("; "):
-            return row["top1"], row["switch"]
+            return score(row), row["switch"]
     for row in record.rows:
         if row["switch"] == switch:
-            return row["top1"], None
+            return score(row), None
     return None, None
 
 
@@ -72,15 +87,16 @@ def study_rows(records: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str
     ``matched <switch>`` columns."""
     switches = columns(records)
     keys = param_keys(records)
+    measure = "psnr" if is_sr(records) else "acc"
     header = ["trial", "method", *keys, "status"]
-    header += [f"acc {s}" for s in switches] + [f"matched {s}" for s in switches]
+    header += [f"{measure} {s}" for s in switches] + [f"matched {s}" for s in switches]
     out = []
     for r in records:
         row: dict[str, Any] = {"trial": r.name, "method": r.label, "status": r.status}
         row.update({k: _fmt_param(r.params.get(k)) for k in keys})
         for s in switches:
             acc, matched = cell(r, s)
-            row[f"acc {s}"] = acc
+            row[f"{measure} {s}"] = acc
             row[f"matched {s}"] = matched
         out.append(row)
     return header, out
@@ -103,6 +119,7 @@ def study_csv(records: Sequence[TrialRecord]) -> str:
 def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
     switches = columns(records)
     keys = param_keys(records)
+    sr = is_sr(records)
     head = ["trial", "method", *keys] + [f"{s}" for s in switches]
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(switches)) + "|")
@@ -117,18 +134,22 @@ def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
         cells += [str(_fmt_param(r.params.get(k, ""))) for k in keys]
         for s in switches:
             acc, matched = cell(r, s)
-            text = "N/A" if acc is None else f"{100 * acc:.2f}"
+            text = "N/A" if acc is None else (f"{acc:.2f}" if sr else f"{100 * acc:.2f}")
             if acc is not None and not matched and not _trained(r, s):
                 text = f"*{text}*"
             if matched and matched != s:
                 text += f" ({matched.strip('[]')})"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
+    measure = "PSNR (dB, Y channel, border = scale)" if sr else "Top-1 accuracy (%)"
     lines += [
         "",
-        "Top-1 accuracy (%). *Italics*: a switch never trained. (w): the single width whose "
+        f"{measure}. *Italics*: a switch never trained. (w): the single width whose "
         "multiply-adds are closest to the column's switch (US and slimmable rows).",
     ]
+    baseline = bicubic_baseline(records)
+    if sr and baseline is not None:
+        lines.append(f"Bicubic upsampling on the same images: {baseline:.2f} dB.")
     return "\n".join(lines)
 
 
@@ -148,14 +169,19 @@ def study_plot(records: Sequence[TrialRecord], path: str | Path, title: str = ""
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sr = is_sr(records)
+
+    def value(row: dict[str, Any]) -> float:  # PSNR in dB, or accuracy in %
+        return score(row) if sr else 100 * score(row)
+
     for i, r in enumerate(records):
-        rows = [row for row in r.rows if row.get("top1") is not None]
+        rows = [row for row in r.rows if score(row) is not None]
         if not rows:
             continue
         color = colors[i % len(colors)]
         rows.sort(key=lambda row: row["macs"])
         x = [row["macs"] / 1e6 for row in rows]
-        y = [100 * row["top1"] for row in rows]
+        y = [value(row) for row in rows]
         ax.plot(x, y, "-", color=color, label=f"{r.name}: {r.label}", alpha=0.9)
         for row, xi, yi in zip(rows, x, y):
             trained = row.get("trained", True)
@@ -166,16 +192,19 @@ def study_plot(records: Sequence[TrialRecord], path: str | Path, title: str = ""
         if len(multi) > 1:
             ax.plot(
                 [row["max_device_macs"] / 1e6 for row in multi],
-                [100 * row["top1"] for row in multi],
+                [value(row) for row in multi],
                 "--",
                 color=color,
                 alpha=0.7,
                 label=f"{r.name} distributed",
             )
+    baseline = bicubic_baseline(records) if sr else None
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle=":", label=f"bicubic ({baseline:.2f} dB)")
     ax.set_xscale("log")
     ax.set_xlabel("MMACs (solid: total; dashed: per device)")
-    ax.set_ylabel(f"{metric} accuracy (%)")
-    ax.set_title(title or "accuracy against multiply-adds")
+    ax.set_ylabel("PSNR (dB)" if sr else f"{metric} accuracy (%)")
+    ax.set_title(title or ("PSNR" if sr else "accuracy") + " against multiply-adds")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

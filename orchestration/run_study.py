@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from orchestration.spec import is_pareco_spec
+
+    if is_pareco_spec(args.spec):  # ``kind: pareco``: methods trained in sequence, fronts compared
+        return run_pareco(args)
     try:
         spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
     except ConfigError as err:
@@ -68,6 +72,33 @@ def main(argv: list[str] | None = None) -> int:
     except (NothingToResume, ConfigError) as err:
         print(f"run_study: error: {err}", file=sys.stderr)
         return 2
+
+
+def run_pareco(args: argparse.Namespace) -> int:
+    from orchestration.pareco_study import load_pareco_study, run_pareco_study
+    from orchestration.tracking import TrackingError, check_tracking, resolve_tracking_uri
+
+    try:
+        spec = load_pareco_study(args.spec, args.set, smoke=args.smoke)
+        if args.resume:
+            raise ConfigError(f"{args.spec}: --resume: a PareCO study runs in one process and cannot be resumed")
+        if args.dry_run:
+            for name in spec.methods:
+                cfg = spec.run_config(name)
+                t = cfg.training
+                options = t.pareco if t.method in ("pareco", "twostage") else t.us
+                print(f"{name}: {t.method}, {t.epochs} epochs, {options.model_dump(mode='json')}")
+            return 0
+        check_dataset(spec.data.name, spec.data.root)
+        uri = resolve_tracking_uri(spec)
+        check_tracking(uri)
+    except ConfigError as err:
+        print(f"run_study: error: {err}", file=sys.stderr)
+        return 2
+    except (DataError, TrackingError) as err:
+        print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
+        return 2
+    return run_pareco_study(spec, Path(args.spec).read_text(), uri)
 
 
 if __name__ == "__main__":

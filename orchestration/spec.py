@@ -134,6 +134,7 @@ class StudySpec(Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    task: Literal["classification", "super-resolution"] = "classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -170,6 +171,7 @@ class StudySpec(Strict):
     # --- derived ---------------------------------------------------------------------------------
     def base_run_dict(self) -> dict:
         return {
+            "task": self.task,
             "model": self.model.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
             # an unset distillation follows each trial's method (a grid may vary the method)
@@ -308,11 +310,14 @@ SMOKE_OVERRIDES = {
 
 def apply_smoke(data: dict) -> dict:
     """Scale a study down to a couple of minutes on a CPU: small subsets, 2 short epochs, few trials.
-    Folder data sets that are not here (ImageNet, CIFAR) become synthetic images."""
+    Folder data sets that are not here (ImageNet, CIFAR) become synthetic images; DIV2K becomes the
+    built-in photographs."""
     data = copy.deepcopy(data)
     d = data.setdefault("data", {})
     if d.get("name") in ("imagenet", "cifar10", "cifar100") and not (d.get("root") and Path(d["root"]).is_dir()):
         data["data"] = {"name": "synthetic"}
+    if d.get("name") == "div2k" and not (d.get("root") and Path(d["root"]).is_dir()):
+        data["data"] = {"name": "skimage-photos"}  # the built-in super-resolution photographs
     apply_overrides(data, [f"{k}={v}" for k, v in SMOKE_OVERRIDES.items()], "--smoke")
     t = data.setdefault("training", {})
     sched = t.get("schedule") or {}
@@ -329,6 +334,19 @@ def apply_smoke(data: dict) -> dict:
     res = data.setdefault("resources", {})
     res["gpus_per_worker"] = 0
     return data
+
+
+PARECO_KIND = "pareco"
+
+
+def is_pareco_spec(path: str) -> bool:
+    """Whether the YAML file at ``path`` is a PareCO study (top-level ``kind: pareco``). Torch-free, so
+    that a malformed study is still rejected in a fraction of a second."""
+    try:
+        data = read_yaml(path)
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and data.get("kind") == PARECO_KIND
 
 
 def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:

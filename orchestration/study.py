@@ -98,6 +98,9 @@ def tune_setup(spec: StudySpec):
         max_concurrent_trials=spec.resources.max_concurrent_trials,
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_name,
+        # one-worker trials train in the trial process: reusing it saves a process start and the import
+        # of torch per trial (benchmarks/orchestration_overhead.py)
+        reuse_actors=spec.resources.workers_per_trial == 1,
         **tune_metric,
     )
     return space, tune_config
@@ -215,7 +218,8 @@ def progress_reporter(spec: StudySpec):
     base = run_config_for(spec, {})
     switches = base.evaluation.switches or [str(s) for s in MethodPlanner(base.training).trained_switches]
     metrics = {"epoch": "epoch", "loss": "loss"}
-    metrics.update({f"acc/{s.strip('[]').replace(', ', '-')}": f"acc {s}" for s in switches})
+    measure = "psnr" if base.task == "super-resolution" else "acc"
+    metrics.update({f"{measure}/{s.strip('[]').replace(', ', '-')}": f"{measure} {s}" for s in switches})
     params = list(spec.search.space) + (["variant"] if spec.search.variants else [])
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=30)
 

@@ -17,7 +17,7 @@ from typing import Any
 from orchestration.report import TrialRecord
 from orchestration.spec import StudySpec, paradis_home
 
-METRIC_PREFIXES = ("acc/", "top5/", "loss", "device_macs/", "macs/")
+METRIC_PREFIXES = ("acc/", "top5/", "psnr/", "loss", "device_macs/", "macs/")
 METRIC_KEYS = ("lr", "epoch_seconds", "samples_per_second", "eval_seconds")
 
 
@@ -239,7 +239,7 @@ class StudyTracker:
 
     # --- parent --------------------------------------------------------------------------------
     def log_study(self, records: list[TrialRecord], title: str, plot_dir: Path) -> None:
-        from orchestration.report import study_csv, study_markdown, study_plot, study_rows
+        from orchestration.report import is_sr, study_csv, study_markdown, study_plot, study_rows
 
         header, rows = study_rows(records)
         if rows:
@@ -247,7 +247,8 @@ class StudyTracker:
             self.client.log_table(self.parent_run_id, data=table, artifact_file="study/table.json")
         _log_text(self.client, self.parent_run_id, study_markdown(records, title), "study/table.md")
         _log_text(self.client, self.parent_run_id, study_csv(records), "study/table.csv")
-        plot = study_plot(records, plot_dir / "accuracy_vs_macs.png", title)
+        plot_name = "psnr_vs_macs.png" if is_sr(records) else "accuracy_vs_macs.png"
+        plot = study_plot(records, plot_dir / plot_name, title)
         self.client.log_artifact(self.parent_run_id, str(plot), "study")
         done = sum(r.status == "TERMINATED" for r in records)
         self.client.log_metric(self.parent_run_id, "trials_finished", done)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.faults import maybe_inject
+from orchestration.pareco import proposer_for
 from orchestration.spec import StudySpec, run_config_for
 from paradis.config import RunConfig
 from paradis.trainer import DistributedInfo, EpochReport, NonFiniteLoss, run_training
@@ -51,7 +52,7 @@ def study_trial(config: dict[str, Any], spec_json: str) -> None:
             maybe_inject(report.epoch)
 
         try:
-            run_training(cfg, checkpoint_dir=workdir, callback=callback)
+            run_training(cfg, checkpoint_dir=workdir, callback=callback, proposer=proposer_for(cfg))
         except NonFiniteLoss as err:
             # deterministic: retrying would diverge again. The trial ends, marked failed with the reason.
             tune.report({FAILED_KEY: str(err)})
@@ -113,6 +114,7 @@ def train_worker(config: dict[str, Any]) -> None:
             callback=callback,
             distributed=DistributedInfo(rank=rank, world_size=world),
             device=ray.train.torch.get_device(),
+            proposer=proposer_for(cfg),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

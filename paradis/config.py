@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from paradis.datasets import DATASETS
+from paradis.datasets import DATASETS, DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, SR_DATASETS
 from paradis.switch import Switch, parse_switch
 
-Method = Literal["paradis", "us", "slimmable", "individual"]
+Method = Literal["paradis", "us", "slimmable", "individual", "pareco", "twostage"]
 Distillation = Literal["none", "ipkd", "wide"]
 
 
@@ -37,7 +37,9 @@ def _switch(value: Any) -> str:
 SwitchStr = Annotated[str, Field(description="a switch in the paper's notation")]
 
 
-BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v1_small", "resnet18", "resnet50", "resnet_small")
+SR_MODELS = ("wdsr", "wdsr_small")  # image-to-image models, for task super-resolution
+BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v1_small", "resnet18", "resnet50", "resnet_small", *SR_MODELS)
+Task = Literal["classification", "super-resolution"]
 
 
 class ModelConfig(Strict):
@@ -55,6 +57,31 @@ class ModelConfig(Strict):
         return v
 
 
+class SRDataConfig(Strict):
+    """Super-resolution data (``skimage-photos``, ``div2k``): scale, patches and held-out images."""
+
+    scale: Literal[2, 3, 4] = 2
+    patch_size: int = Field(32, ge=8, le=512, description="side of the low-resolution training patches")
+    patch_stride: int | None = Field(None, ge=1, le=512, description="skimage-photos: grid step (default: patch)")
+    max_patches_per_image: int = Field(128, gt=0, le=100_000, description="skimage-photos")
+    patches_per_image: int = Field(16, gt=0, le=100_000, description="div2k: random patches per image and epoch")
+    val_images: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VAL_IMAGES),
+        description="skimage-photos: the held-out photographs (no training patch comes from them)",
+    )
+    eval_patch: int | None = Field(
+        None, ge=8, le=4096, description="skimage-photos: evaluate on LR patches of this side (default: whole images)"
+    )
+
+    @field_validator("val_images")
+    @classmethod
+    def _photos(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in SKIMAGE_PHOTOS]
+        if unknown or not v:
+            raise ValueError(f"val_images {v} must name some of the photographs {', '.join(SKIMAGE_PHOTOS)}")
+        return v
+
+
 class DataConfig(Strict):
     name: str = "fashion-mnist"
     root: str | None = Field(None, description="data folder; Fashion-MNIST defaults to Debian's")
@@ -64,6 +91,7 @@ class DataConfig(Strict):
     image_size: int = Field(224, ge=8, le=1024, description="imagenet crops")
     synthetic_train: int = Field(512, gt=0, le=1_000_000)
     synthetic_test: int = Field(256, gt=0, le=1_000_000)
+    sr: SRDataConfig = Field(default_factory=SRDataConfig)
 
     @field_validator("name")
     @classmethod
@@ -74,8 +102,9 @@ class DataConfig(Strict):
 
 
 class OptimizerConfig(Strict):
-    """SGD with Nesterov momentum, as in the paper."""
+    """SGD with Nesterov momentum, as in the paper; Adam (``momentum`` is its beta1) for WDSR."""
 
+    name: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.1, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
@@ -113,6 +142,32 @@ class USConfig(Strict):
         return self
 
 
+class ParecoConfig(Strict):
+    """PareCO and TwoStage (per-stage widths): every iteration trains the largest and the smallest
+    configuration and ``num_sampled`` configurations with one width per stage and sub-network, drawn
+    from ``min_width`` to ``max_width`` in steps of ``grid``. PareCO draws them from a multi-objective
+    proposer over (loss, multiply-adds) that learns from their losses and is refreshed every
+    ``refresh_every`` iterations; TwoStage draws them uniformly at random."""
+
+    devices: int = Field(1, ge=1, le=16, description="sub-networks of every configuration (1: slimmable)")
+    min_width: float = Field(0.25, gt=0, le=4)
+    max_width: float = Field(1.0, gt=0, le=4)
+    grid: float = Field(0.125, gt=0, le=1, description="stage widths are multiples of this")
+    num_sampled: int = Field(2, ge=0, le=64, description="M: sampled configurations per iteration")
+    refresh_every: int = Field(10, ge=1, le=1_000_000, description="tau: iterations between proposer refreshes")
+    proposer_seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParecoConfig:
+        if self.min_width > self.max_width:
+            raise ValueError(f"min_width {self.min_width} is larger than max_width {self.max_width}")
+        return self
+
+    def width_grid(self) -> list[float]:
+        steps = round((self.max_width - self.min_width) / self.grid)
+        return sorted({round(self.min_width + k * self.grid, 6) for k in range(steps + 1)} | {self.max_width})
+
+
 DEFAULT_PARADIS_SWITCHES = ["[1.0]", "[0.5, 0.5]", "[4x0.25]"]
 PAPER_TABLE_SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
 _DEFAULT_DISTILLATION: dict[str, Distillation] = {
@@ -120,6 +175,8 @@ _DEFAULT_DISTILLATION: dict[str, Distillation] = {
     "us": "wide",
     "slimmable": "none",
     "individual": "none",
+    "pareco": "ipkd",
+    "twostage": "ipkd",
 }
 
 
@@ -138,6 +195,7 @@ class TrainingConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     us: USConfig = Field(default_factory=USConfig)
+    pareco: ParecoConfig = Field(default_factory=ParecoConfig)
     max_steps_per_epoch: int | None = Field(None, gt=0, description="cut epochs short (smoke runs)")
 
     @field_validator("switches", mode="before")
@@ -168,6 +226,15 @@ class TrainingConfig(Strict):
                 raise ValueError("method individual trains on the labels alone: distillation must be none")
         if self.method == "slimmable" and any(not parse_switch(s).is_single for s in self.switches):
             raise ValueError("method slimmable trains single-width switches such as [0.5], not lists")
+        if self.method in ("pareco", "twostage"):
+            p = self.pareco
+            if p.devices * p.max_width > self.wide_factor:
+                raise ValueError(
+                    f"pareco: {p.devices} device(s) of max_width {p.max_width:g} span more than the wide factor "
+                    f"{self.wide_factor:g}"
+                )
+            if self.beta > 0:
+                raise ValueError(f"method {self.method} does not distil features: beta must be 0")
         if self.method == "us" and self.us.max_width > self.wide_factor:
             raise ValueError(f"us.max_width {self.us.max_width} is wider than the wide factor {self.wide_factor}")
         if self.beta > 0 and self.method != "us" and "[1.0]" not in self.switches:
@@ -215,14 +282,49 @@ class EvaluationConfig(Strict):
 
 
 class RunConfig(Strict):
-    """One training run: model, data, training and evaluation."""
+    """One training run: model, data, training and evaluation, for a classification or a
+    super-resolution task."""
 
+    task: Task = "classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, gt=0, le=1024, description="torch intra-op threads")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: train under bfloat16 autocast (weights, BN statistics and the optimizer stay fp32)"
+    )
+    channels_last: bool = Field(False, description="NHWC activations and weights (faster convolutions on CPU and GPU)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sr_defaults(cls, data: Any) -> Any:
+        """Super-resolution trains without distillation unless asked (the paper saw it hurt)."""
+        if isinstance(data, dict) and data.get("task") == "super-resolution":
+            training = data.get("training", {})
+            if isinstance(training, dict) and training.get("distillation") is None:
+                data = {**data, "training": {**training, "distillation": "none"}}
+        return data
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> RunConfig:
+        sr_data, sr_model = self.data.name in SR_DATASETS, self.model.name in SR_MODELS
+        if self.task == "super-resolution":
+            if not sr_data:
+                raise ValueError(
+                    f"data.name: task super-resolution needs an image-pair data set ({', '.join(SR_DATASETS)}), "
+                    f"got {self.data.name!r}"
+                )
+            if not sr_model:
+                raise ValueError(
+                    f"model.name: task super-resolution needs an image-to-image model ({', '.join(SR_MODELS)}), "
+                    f"got {self.model.name!r}"
+                )
+        elif sr_data or sr_model:
+            what = f"data set {self.data.name!r}" if sr_data else f"model {self.model.name!r}"
+            raise ValueError(f"task: {what} is for task super-resolution, but task is {self.task!r}")
+        return self
 
     @model_validator(mode="after")
     def _eval_switches_fit(self) -> RunConfig:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from paradis.datasets import (  # the torch-free part lives there
     DATASETS,
     DEBIAN_FASHION_MNIST,
+    SR_DATASETS,
     DataError,
     cache_dir,
     check_dataset,
@@ -63,6 +64,23 @@ class TensorSplit:
         return TensorSplit(self.images[idx], self.labels[idx], self.mean, self.std, self.augment)
 
 
+# Per-channel (mean, std) with which the loaders normalize each data set's images in [0, 1]; a
+# deployment's manifest states them (paradis.deploy).
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def normalization(name: str | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` per channel of data set ``name`` (``None`` for one this module does not normalize)."""
+    if name == "synthetic":
+        return (0.5,) * channels, (0.25,) * channels
+    return NORMALIZATION.get(name or "")
+
+
 def load_fashion_mnist(root: str | os.PathLike | None = None) -> Splits:
     import torchvision
 
@@ -73,7 +91,8 @@ def load_fashion_mnist(root: str | os.PathLike | None = None) -> Splits:
             ds = torchvision.datasets.FashionMNIST(str(layout), train=train, download=False)
         except (RuntimeError, ValueError, OSError) as err:
             raise DataError(f"Fashion-MNIST under {str(layout)!r} is malformed: {err}") from None
-        splits.append(TensorSplit(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), (0.2860,), (0.3530,)))
+        images = ds.data.unsqueeze(1).contiguous()
+        splits.append(TensorSplit(images, ds.targets.long(), *NORMALIZATION["fashion-mnist"]))
     return Splits(DatasetInfo("fashion-mnist", 10, (1, 28, 28)), splits[0], splits[1])
 
 
@@ -95,14 +114,14 @@ def load_cifar(name: str, root: str | os.PathLike | None) -> Splits:
         except (RuntimeError, ValueError, OSError) as err:
             raise DataError(f"{name} under {str(folder)!r} is malformed: {err}") from None
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+        mean, std = NORMALIZATION[name]
         splits.append(TensorSplit(images, torch.tensor(ds.targets, dtype=torch.long), mean, std, augment=train))
     classes = 10 if name == "cifar10" else 100
     return Splits(DatasetInfo(name, classes, (3, 32, 32)), splits[0], splits[1])
 
 
 # --- ImageNet --------------------------------------------------------------------------------------
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = NORMALIZATION["imagenet"]
 
 
 def load_imagenet(root: str | os.PathLike | None, image_size: int = 224) -> Splits:
@@ -144,8 +163,7 @@ def make_synthetic(
         labels = torch.randint(num_classes, (n,), generator=g)
         noisy = templates[labels] * 0.6 + torch.rand(n, *input_size, generator=g) * 0.4
         images = (noisy * 255).round().to(torch.uint8)
-        c = input_size[0]
-        return TensorSplit(images, labels, (0.5,) * c, (0.25,) * c)
+        return TensorSplit(images, labels, *normalization("synthetic", input_size[0]))
 
     return Splits(DatasetInfo("synthetic", num_classes, tuple(input_size)), split(train_size), split(test_size))
 
@@ -159,10 +177,27 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
         return load_imagenet(root, **kwargs)
     if name == "synthetic":
         return make_synthetic(**kwargs)
+    if name in SR_DATASETS:
+        from paradis.sr_data import load_sr_dataset
+
+        return load_sr_dataset(name, root, **kwargs)
     raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
 
 
 # --- loaders ---------------------------------------------------------------------------------------
+def epoch_indices(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The sample order of epoch ``epoch`` (a function of ``(seed, epoch)`` only, so that an
+    interrupted run resumes with the same batches), and with ``world_size > 1`` rank ``rank``'s equal share."""
+    if shuffle:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    else:
+        idx = torch.arange(n)
+    if world_size > 1:
+        per_rank = n // world_size
+        idx = idx[rank * per_rank : (rank + 1) * per_rank]
+    return idx
+
+
 class TensorLoader:
     """Batches of an in-memory split: normalized float images and labels.
 
@@ -195,16 +230,7 @@ class TensorLoader:
         self.epoch = epoch
 
     def _indices(self) -> torch.Tensor:
-        n = len(self.split)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            idx = torch.randperm(n, generator=g)
-        else:
-            idx = torch.arange(n)
-        if self.world_size > 1:
-            per_rank = n // self.world_size
-            idx = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
-        return idx
+        return epoch_indices(len(self.split), self.shuffle, self.seed, self.epoch, self.rank, self.world_size)
 
     def __len__(self) -> int:
         n = len(self._indices()) if self.world_size > 1 else len(self.split)
@@ -284,7 +310,7 @@ def make_loader(
 
 def subset(split, count: int | None, seed: int):
     """The first ``count`` of a fixed random permutation of ``split`` (all of it when ``None``)."""
-    if isinstance(split, TensorSplit):
+    if isinstance(split, TensorSplit) or hasattr(split, "subset"):  # in-memory splits (also SR pairs)
         return split.subset(count, seed)
     if count is None or count >= len(split):
         return split

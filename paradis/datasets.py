@@ -12,7 +12,29 @@ import shutil
 from pathlib import Path
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "synthetic")
+# scikit-image's photographs (no drawings, charts or synthetic images); motorcycle_right is left out
+# because it is nearly the same picture as motorcycle_left.
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "clock_motion",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "ihc",
+    "moon",
+    "motorcycle_left",
+    "retina",
+    "rocket",
+)
+DEFAULT_VAL_IMAGES = ("camera", "coffee", "rocket")
+SR_DATASETS = ("skimage-photos", "div2k")  # super-resolution: (low, high)-resolution image pairs
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "synthetic", *SR_DATASETS)
 _FMNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -108,5 +130,14 @@ def check_dataset(name: str, root: str | os.PathLike | None) -> None:
     elif name == "imagenet":
         if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
             raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
+    elif name == "skimage-photos":
+        import importlib.util
+
+        if importlib.util.find_spec("skimage") is None:
+            raise DataError("data set 'skimage-photos' needs scikit-image (pip install scikit-image)")
+    elif name == "div2k":
+        sub = ("DIV2K_train_HR", "DIV2K_train_LR_bicubic", "DIV2K_valid_HR", "DIV2K_valid_LR_bicubic")
+        if root is None or not all((Path(root) / s).is_dir() for s in sub):
+            raise DataError(f"div2k folder {str(root)!r} lacks {', '.join(sub)} (DIV2K's usual layout)")
     elif name != "synthetic":
         raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")

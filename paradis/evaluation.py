@@ -12,6 +12,7 @@ import torch
 from paradis.bn import calibrate_bn
 from paradis.costs import SwitchProfile, profile
 from paradis.models.base import ParaDiSModel
+from paradis.sr import bicubic_psnr, mean_psnr
 from paradis.switch import Switch, parse_switch
 
 
@@ -21,13 +22,20 @@ class SwitchResult:
 
     switch: str
     trained: bool
-    top1: float
+    top1: float | None  # classification; None for super-resolution
     top5: float | None
     macs: int
     max_device_macs: int
     params: int
     devices: int
     matches: str | None = None  # for US / slimmable rows: the ParaDiS switch whose cost this one matches
+    psnr: float | None = None  # super-resolution: mean PSNR (dB, Y channel, border = scale)
+    baseline_psnr: float | None = None  # super-resolution: bicubic upsampling's PSNR on the same images
+
+    @property
+    def score(self) -> float:
+        """The table's measure: top-1 accuracy (fraction) or PSNR (dB)."""
+        return self.psnr if self.psnr is not None else self.top1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +68,16 @@ def accuracy(
     return {k: correct[k] / total for k in topk}
 
 
+def switch_psnr(model: ParaDiSModel, switch: Switch, loader: Iterable, *, device=None) -> float:
+    """Mean PSNR (dB) of ``switch``'s super-resolved images over a loader of ``(lr, hr)`` pairs."""
+    was_training = model.training
+    model.eval()
+    try:
+        return mean_psnr(lambda lr, _scale: model(lr, switch), loader, device=device)
+    finally:
+        model.train(was_training)
+
+
 def closest_in_cost(targets: dict[str, int], candidates: dict[str, int]) -> dict[str, str]:
     """For each target (name -> multiply-adds), the candidate whose multiply-adds are closest."""
     return {
@@ -80,14 +98,20 @@ def evaluate_switches(
     device=None,
     matches: dict[Switch, str] | None = None,
     profiles: dict[Switch, SwitchProfile] | None = None,
+    task_type: str = "classification",
 ) -> list[SwitchResult]:
-    """Calibrate BN for each switch on fresh calibration batches, then measure test accuracy."""
+    """Calibrate BN for each switch on fresh calibration batches (models without BN need none), then
+    measure test accuracy, or for ``task_type="super-resolution"`` the PSNR beside bicubic's."""
     trained_set = set(trained)
     topk = (1, 5) if num_classes >= 100 else (1,)
+    has_bn = next(model.bn_layers(), None) is not None
+    sr = task_type == "super-resolution"
+    baseline = bicubic_psnr(test_loader, device=device) if sr else None
     rows = []
     for s in switches:
-        calibrate_bn(model, s, calibration(), device=device)
-        acc = accuracy(model, s, test_loader, topk=topk, device=device)
+        if has_bn:
+            calibrate_bn(model, s, calibration(), device=device)
+        acc = {1: None} if sr else accuracy(model, s, test_loader, topk=topk, device=device)
         p = (profiles or {}).get(s) or profile(model, s, input_size)
         rows.append(
             SwitchResult(
@@ -95,6 +119,8 @@ def evaluate_switches(
                 trained=s in trained_set,
                 top1=acc[1],
                 top5=acc.get(5),
+                psnr=switch_psnr(model, s, test_loader, device=device) if sr else None,
+                baseline_psnr=baseline,
                 macs=p.macs,
                 max_device_macs=p.max_device_macs,
                 params=p.params,
@@ -124,24 +150,40 @@ def matched_widths(
 
 
 # --- formatting ------------------------------------------------------------------------------------
-COLUMNS = ("switch", "trained", "top1", "top5", "macs", "max_device_macs", "params", "devices", "matches")
+COLUMNS = (
+    "switch",
+    "trained",
+    "top1",
+    "top5",
+    "macs",
+    "max_device_macs",
+    "params",
+    "devices",
+    "matches",
+    "psnr",
+    "baseline_psnr",
+)
 
 
 def table_markdown(rows: Sequence[SwitchResult], title: str | None = None) -> str:
     has_top5 = any(r.top5 is not None for r in rows)
     has_match = any(r.matches for r in rows)
-    head = ["switch", "trained", "top-1 %"] + (["top-5 %"] if has_top5 else [])
+    sr = any(r.psnr is not None for r in rows)
+    head = ["switch", "trained", "PSNR (dB)" if sr else "top-1 %"] + (["top-5 %"] if has_top5 else [])
     head += ["MMACs", "max MMACs per device", "params (M)"] + (["cost matches"] if has_match else [])
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
     for r in rows:
-        cells = [r.switch, "yes" if r.trained else "no", f"{100 * r.top1:.2f}"]
+        cells = [r.switch, "yes" if r.trained else "no", f"{r.psnr:.2f}" if sr else f"{100 * r.top1:.2f}"]
         if has_top5:
             cells.append("" if r.top5 is None else f"{100 * r.top5:.2f}")
         cells += [f"{r.macs / 1e6:.2f}", f"{r.max_device_macs / 1e6:.2f}", f"{r.params / 1e6:.3f}"]
         if has_match:
             cells.append(r.matches or "")
         lines.append("| " + " | ".join(cells) + " |")
+    baseline = next((r.baseline_psnr for r in rows if r.baseline_psnr is not None), None)
+    if baseline is not None:
+        lines += ["", f"Bicubic upsampling on the same images: {baseline:.2f} dB (PSNR on Y, border = scale)."]
     return "\n".join(lines)
 
 

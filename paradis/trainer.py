@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 
 from paradis.config import RunConfig
+from paradis.costs import count_macs, profile
 from paradis.data import Splits, TensorSplit, load_dataset, make_loader, make_synthetic, subset
 from paradis.evaluation import SwitchResult, evaluate_switches, matched_widths
 from paradis.models import ParaDiSModel, create_model
 from paradis.switch import Switch, parse_switch
-from paradis.training import FULL, MethodPlanner, describe_method, train_step
+from paradis.training import FULL, ConfigProposer, MethodPlanner, describe_method, train_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -126,6 +127,10 @@ def load_splits(cfg: RunConfig) -> Splits:
         return make_synthetic(train_size=d.synthetic_train, test_size=d.synthetic_test, seed=cfg.training.seed)
     if d.name == "imagenet":
         return load_dataset("imagenet", d.root, image_size=d.image_size)
+    if cfg.task == "super-resolution":
+        from paradis.sr_data import load_sr_dataset
+
+        return load_sr_dataset(d.name, d.root, d.sr, seed=cfg.training.seed)
     return load_dataset(d.name, d.root)
 
 
@@ -146,6 +151,7 @@ def build_model(cfg: RunConfig, splits: Splits) -> ParaDiSModel:
         num_classes=info.num_classes,
         wide_factor=cfg.training.wide_factor,
         in_chans=info.input_size[0],
+        **({"scale": cfg.data.sr.scale} if cfg.task == "super-resolution" else {}),
     )
     for i, s in enumerate(cfg.training.switches):
         try:
@@ -188,6 +194,7 @@ def run_training(
     splits: Splits | None = None,
     log: Callable[[str], None] | None = None,
     device: torch.device | None = None,
+    proposer: ConfigProposer | None = None,
 ) -> TrainResult:
     """Train per ``cfg``; resume from ``checkpoint_dir`` if it holds a checkpoint and ``resume``.
 
@@ -202,7 +209,10 @@ def run_training(
     random.seed(t.seed)
     splits = splits or load_splits(cfg)
     model = build_model(cfg, splits).to(device)
-    planner = MethodPlanner(t)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else None
+    planner = MethodPlanner(t, num_stages=model.num_stages, proposer=proposer, cost=_cost_of(cfg, model, splits))
     eval_switches = default_eval_switches(cfg, planner)
     if cfg.evaluation.target is not None:
         target = parse_switch(cfg.evaluation.target)
@@ -222,7 +232,10 @@ def run_training(
 
     train_split = subset(splits.train, cfg.data.train_subset, t.seed)
     test_split = subset(splits.test, cfg.data.test_subset, t.seed)
-    train_loader = make_loader(
+    loader_for = make_loader
+    if cfg.task == "super-resolution":
+        from paradis.sr_data import make_sr_loader as loader_for  # the same interface, (lr, hr) batches
+    train_loader = loader_for(
         train_split,
         t.batch_size,
         shuffle=True,
@@ -242,10 +255,10 @@ def run_training(
         )
     eval_bs = cfg.evaluation.calibration_batch_size or t.batch_size
     calib_split = _calibration_split(train_split, cfg.evaluation.calibration_batches * eval_bs, t.seed)
-    test_loader = make_loader(test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
+    test_loader = loader_for(test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
 
     def calibration():
-        loader = make_loader(calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
+        loader = loader_for(calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
         for i, batch in enumerate(loader):
             if i >= cfg.evaluation.calibration_batches:
                 break
@@ -257,13 +270,18 @@ def run_training(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
         )
     opt_cfg = t.optimizer
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=opt_cfg.lr,
-        momentum=opt_cfg.momentum,
-        nesterov=opt_cfg.nesterov and opt_cfg.momentum > 0,
-        weight_decay=opt_cfg.weight_decay,
-    )
+    if opt_cfg.name == "adam":
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=opt_cfg.lr, betas=(opt_cfg.momentum, 0.999), weight_decay=opt_cfg.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=opt_cfg.lr,
+            momentum=opt_cfg.momentum,
+            nesterov=opt_cfg.nesterov and opt_cfg.momentum > 0,
+            weight_decay=opt_cfg.weight_decay,
+        )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch))
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -294,6 +312,7 @@ def run_training(
             num_classes=splits.info.num_classes,
             device=device,
             matches=matches,
+            task_type=cfg.task,
         )
 
     trained = set(planner.trained_switches)
@@ -311,8 +330,20 @@ def run_training(
         for x, y in train_loader:
             if steps >= steps_per_epoch:
                 break
+            if cfg.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             plan = planner.next_plan()
-            res = train_step(train_model, optimizer, x, y, plan, label_smoothing=t.label_smoothing)
+            res = train_step(
+                train_model,
+                optimizer,
+                x,
+                y,
+                plan,
+                label_smoothing=t.label_smoothing,
+                task_type=cfg.task,
+                autocast=autocast,
+            )
+            planner.observe(res)
             if not res.finite:
                 bad = ", ".join(f"{s} ({v})" for s, v in res.losses.items() if not math.isfinite(v))
                 raise NonFiniteLoss(f"loss became non-finite at epoch {epoch + 1}, step {steps + 1}: {bad}")
@@ -338,13 +369,16 @@ def run_training(
         if last or (every and (epoch + 1) % every == 0):
             eval_start = time.perf_counter()
             table = evaluate()
+            measure = "psnr" if cfg.task == "super-resolution" else "acc"  # PSNR in dB, accuracy a fraction
             for row in table:
                 slug = parse_switch(row.switch).slug
-                metrics[f"acc/{slug}"] = row.top1
+                metrics[f"{measure}/{slug}"] = row.score
                 if row.top5 is not None:
                     metrics[f"top5/{slug}"] = row.top5
+                if row.baseline_psnr is not None:
+                    metrics["psnr/bicubic"] = row.baseline_psnr
                 if parse_switch(row.switch) == target:
-                    metrics["acc/target"] = row.top1
+                    metrics[f"{measure}/target"] = row.score
                     metrics["device_macs/target"] = row.max_device_macs
                     metrics["macs/target"] = row.macs
             metrics["eval_seconds"] = time.perf_counter() - eval_start
@@ -365,7 +399,9 @@ def run_training(
                 },
             )
         if log:
-            accs = " ".join(f"{k[4:]}={v:.4f}" for k, v in metrics.items() if k.startswith("acc/"))
+            accs = " ".join(
+                f"{k.split('/', 1)[1]}={v:.4f}" for k, v in metrics.items() if k.startswith(("acc/", "psnr/"))
+            )
             log(f"epoch {epoch + 1}/{t.epochs} loss={metrics['loss']:.4f} {accs} ({train_seconds:.1f}s)")
         if callback is not None:
             report = EpochReport(epoch + 1, t.epochs, metrics, table, ckpt_path if dist.is_main else None)
@@ -385,6 +421,34 @@ def run_training(
         stopped_early=stopped,
         input_size=tuple(input_size),
     )
+
+
+def _cost_of(cfg: RunConfig, model: ParaDiSModel, splits: Splits) -> Callable[[Switch], float] | None:
+    """PareCO's cost objective: multiply-adds in total (one device), else of the busiest device."""
+    if cfg.training.method not in ("pareco", "twostage"):
+        return None
+    cache: dict[Switch, float] = {}
+    per_device = cfg.training.pareco.devices > 1
+
+    @torch.no_grad()
+    def fused_macs(s: Switch) -> float:
+        # One fused forward pass counts what the extracted sub-networks of profile() count together
+        # (tests/test_costs.py), at a twentieth of the time; BN uses batch statistics and keeps none.
+        device = next(model.parameters()).device
+        x = torch.zeros(2, *splits.info.input_size, device=device)
+        was_training = model.training
+        model.train()
+        try:
+            return count_macs(lambda: model(x, s, bn_update="none")) / 2
+        finally:
+            model.train(was_training)
+
+    def cost(s: Switch) -> float:
+        if s not in cache:
+            cache[s] = float(profile(model, s, splits.info.input_size).max_device_macs) if per_device else fused_macs(s)
+        return cache[s]
+
+    return cost
 
 
 def _stderr(line: str) -> None:

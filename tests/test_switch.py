@@ -123,3 +123,72 @@ def test_too_wide_and_no_whole_channel_name_the_switch_and_layer():
     narrow = create_model("resnet_small", num_classes=10, wide_factor=1.0)
     with pytest.raises(ValueError, match=r"1\.2"):
         narrow.resolve("1.2")
+
+
+# --- per-stage widths ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "canonical", "stages", "key"),
+    [
+        ("[0.25/0.5/0.75/0.5, 0.5]", "[0.25/0.5/0.75/0.5, 0.5]", 4, "0p25s0p5s0p75s0p5_0p5"),
+        ("[2x0.25/0.5, 0.5]", "[0.25/0.5, 0.25/0.5, 0.5]", 2, "0p25s0p5_0p25s0p5_0p5"),
+        ("[3x0.125/0.25/0.25]", "[3x0.125/0.25/0.25]", 3, "3x0p125s0p25s0p25"),
+        (" [ 0.5 / 0.25 ; 0.25/0.5 ] ", "[0.5/0.25, 0.25/0.5]", 2, "0p5s0p25_0p25s0p5"),
+    ],
+)
+def test_per_stage_notation_round_trips(text, canonical, stages, key):
+    s = parse_switch(text)
+    assert str(s) == canonical
+    assert parse_switch(str(s)) == s
+    assert s.key == key and Switch.from_key(s.key) == s
+    assert not s.is_uniform and s.num_stages == stages
+    assert parse_switch(s.slug.replace("-", ", ").replace("_", "/").join("[]")) == s
+    assert "." not in s.key and "/" not in s.slug  # a buffer name and a file name
+
+
+def test_per_stage_values_and_equal_stages_collapse_to_uniform():
+    s = Switch([(0.25, 0.5, 0.75, 0.5), 0.5])
+    assert s == parse_switch("[0.25/0.5/0.75/0.5, 0.5]")
+    assert s.stage_widths == ((0.25, 0.5, 0.75, 0.5), (0.5, 0.5, 0.5, 0.5))
+    assert s.widths == (0.75, 0.5)  # nominal: a sub-network's widest stage
+    assert s.total_exact == Fraction(5, 4)  # the widest stage: 0.75 + 0.5
+    assert s.at_stage(2) == parse_switch("[0.75, 0.5]")
+    assert parse_switch(["0.25/0.5", 0.5]) == Switch([(0.25, 0.5), 0.5])
+    # a sub-network whose stages are equal is uniform: the uniform switch, its key and its statistics
+    assert parse_switch("[0.5/0.5/0.5, 0.5]") == parse_switch("[0.5, 0.5]")
+    assert parse_switch("[0.5/0.5/0.5, 0.5]").key == "0p5_0p5"
+    assert parse_switch("[0.5/0.5, 0.5]").is_uniform
+    assert hash(parse_switch("[0.5/0.5, 0.5]")) == hash(parse_switch("[0.5, 0.5]"))
+    assert parse_switch("[0.25/0.5, 0.5]") != parse_switch("[0.5/0.25, 0.5]")
+    assert len({parse_switch("[0.25/0.5, 0.5]"), parse_switch("[0.5/0.25, 0.5]"), parse_switch("[0.5, 0.5]")}) == 3
+
+
+def test_per_stage_ranges_are_per_stage_contiguous_and_disjoint():
+    s = parse_switch("[0.25/0.5/0.75, 0.5/0.25/0.25]")
+    assert s.channel_ranges(32, 0) == ((0, 8), (8, 24))
+    assert s.channel_ranges(32, 1) == ((0, 16), (16, 24))
+    assert s.channel_ranges(32, 2) == ((0, 24), (24, 32))
+    assert s.channels(32, 2) == 32
+    for stage in range(3):
+        for base in (8, 24, 40, 64, 100):
+            r = s.channel_ranges(base, stage)
+            assert r[0][0] == 0 and all(a[1] == b[0] for a, b in pairwise(r))
+            assert r == s.at_stage(stage).channel_ranges(base)
+    # a uniform switch ignores the stage
+    assert parse_switch("[0.5, 0.5]").channel_ranges(32, 2) == parse_switch("[0.5, 0.5]").channel_ranges(32)
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda: parse_switch("[0.25/0.5, 0.25/0.5/0.5]"), r"different numbers of stage widths \[2, 3\]"),
+        (lambda: parse_switch("[0.25/0/0.5]"), "must be positive"),
+        (lambda: parse_switch("[0.25/x]"), "'x' is not a number"),
+        (lambda: parse_switch("[0.25/0.5]").channel_ranges(32), "the layer it is applied to has no stage"),
+        (lambda: parse_switch("[0.25/0.5]").channel_ranges(32, 2), "has 2 stages, there is no stage 2"),
+        (lambda: parse_switch("[0.25/0.5]").check(num_stages=3), "gives 2 stage widths per sub-network"),
+        (lambda: parse_switch("[0.25/0.5]").check(layers=[("conv", 32)]), "layer 'conv' has no stage"),
+    ],
+)
+def test_per_stage_errors_name_the_problem(call, needle):
+    with pytest.raises(ValueError, match=needle):
+        call()

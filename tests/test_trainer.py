@@ -101,3 +101,29 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_then_to_scratc
     fresh = run_training(small_config(epochs=1), checkpoint_dir=tmp_path, log=logs.append)
     assert any("starts from scratch" in line for line in logs)
     assert len(fresh.history) == 1
+
+
+def test_bf16_autocast_follows_the_fp32_loss():
+    base = small_config(train_size=256, epochs=1)
+    plain = run_training(base)
+    mixed = run_training(RunConfig.model_validate({**base.model_dump(), "precision": "bf16"}))
+    assert next(mixed.model.parameters()).dtype == torch.float32  # autocast leaves the weights in fp32
+    # same data, same seed: the per-switch training losses differ by bf16 rounding only
+    a, b = plain.history[0], mixed.history[0]
+    switch_losses = [k for k in a if k.startswith("loss/")]
+    assert len(switch_losses) == 4
+    for key in switch_losses:
+        assert b[key] == pytest.approx(a[key], rel=0.05), key
+    assert a["loss"] != b["loss"]  # and bf16 was really used
+
+
+def test_channels_last_keeps_weights_and_activations_in_nhwc():
+    cfg = small_config(train_size=64, epochs=1, max_steps_per_epoch=2)
+    cfg = RunConfig.model_validate({**cfg.model_dump(), "model": {"name": "resnet_small"}, "channels_last": True})
+    result = run_training(cfg)
+    conv = result.model.blocks[0].conv2  # a 3x3 convolution: the two layouts differ
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    seen = []
+    conv.register_forward_hook(lambda m, args, out: seen.append(out.is_contiguous(memory_format=torch.channels_last)))
+    result.model(torch.randn(2, 1, 28, 28).contiguous(memory_format=torch.channels_last), "[0.5, 0.5]")
+    assert seen == [True]

@@ -12,6 +12,7 @@ from paradis.layers.conv import (
 )
 from paradis.layers.functional import depthwise_conv2d, range_conv2d, range_linear
 from paradis.layers.norm import BNStatisticsMissing, PlainBatchNorm2d, SwitchableBatchNorm2d
+from paradis.layers.weightnorm import WNRangeConv2d
 
 __all__ = [
     "BNStatisticsMissing",
@@ -24,6 +25,7 @@ __all__ = [
     "RangeLinear",
     "SwitchContext",
     "SwitchableBatchNorm2d",
+    "WNRangeConv2d",
     "depthwise_conv2d",
     "global_avg_pool",
     "max_channels",

@@ -27,15 +27,31 @@ class RangeLayer(nn.Module):
 
     in_base: int | None
     out_base: int | None
+    # The model stage of the input and output channels (see paradis.switch): a switch with per-stage
+    # widths takes its ranges from them. Models set them at construction with set_stage.
+    in_stage: int | None = None
+    out_stage: int | None = None
+
+    def set_stage(self, in_stage: int, out_stage: int | None = None) -> RangeLayer:
+        """Place the layer's input channels in ``in_stage`` and its output channels in ``out_stage``
+        (default: the same stage); dimensions that do not scale keep no stage. Returns the layer."""
+        self.in_stage = None if self.in_base is None else in_stage
+        self.out_stage = None if self.out_base is None else (in_stage if out_stage is None else out_stage)
+        return self
 
     def base_channels(self) -> list[int]:
         return [c for c in (self.in_base, self.out_base) if c is not None]
 
+    def staged_channels(self) -> list[tuple[int, int | None]]:
+        """``(base channels, stage)`` of each dimension that scales with the switch."""
+        dims = ((self.in_base, self.in_stage), (self.out_base, self.out_stage))
+        return [(c, s) for c, s in dims if c is not None]
+
     def in_ranges(self, switch: Switch):
-        return None if self.in_base is None else switch.channel_ranges(self.in_base)
+        return None if self.in_base is None else switch.channel_ranges(self.in_base, self.in_stage)
 
     def out_ranges(self, switch: Switch):
-        return None if self.out_base is None else switch.channel_ranges(self.out_base)
+        return None if self.out_base is None else switch.channel_ranges(self.out_base, self.out_stage)
 
     def plain(self, switch: Switch, index: int) -> nn.Module:  # pragma: no cover - interface
         """A plain torch module holding only sub-network ``index``'s part of this layer."""
@@ -110,6 +126,7 @@ class RangeConv2d(RangeLayer):
             self.stride,
             self.padding,
             self.dilation,
+            grouped=ctx.grouped,
         )
 
     def plain(self, switch: Switch, index: int) -> nn.Module:
@@ -175,7 +192,9 @@ class RangeLinear(RangeLayer):
         return f"in_base={self.in_base}, out_base={self.out_base}, max={tuple(self.weight.shape)}"
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext) -> torch.Tensor:
-        return range_linear(x, self.weight, self.bias, self.in_ranges(ctx.switch), self.out_ranges(ctx.switch))
+        return range_linear(
+            x, self.weight, self.bias, self.in_ranges(ctx.switch), self.out_ranges(ctx.switch), grouped=ctx.grouped
+        )
 
     def plain(self, switch: Switch, index: int) -> nn.Module:
         i0, i1 = self.in_ranges(switch)[index]

@@ -67,11 +67,12 @@ class SwitchableBatchNorm2d(RangeLayer):
 
     def reset_stats(self, switch: Switch) -> None:
         """Start ``switch``'s statistics afresh (mean 0, variance 1, no batches)."""
-        n = switch.channels(self.out_base)
+        n = switch.channels(self.out_base, self.out_stage)
         device = self.weight.device
         key = switch.key
-        self.register_buffer(f"running_mean__{key}", torch.zeros(n, device=device))
-        self.register_buffer(f"running_var__{key}", torch.ones(n, device=device))
+        dtype = self.weight.dtype  # a model moved to float64 (or half) keeps its statistics in kind
+        self.register_buffer(f"running_mean__{key}", torch.zeros(n, device=device, dtype=dtype))
+        self.register_buffer(f"running_var__{key}", torch.ones(n, device=device, dtype=dtype))
         self.register_buffer(f"num_batches__{key}", torch.zeros((), dtype=torch.long, device=device))
 
     def drop_stats(self, switch: Switch) -> None:
@@ -107,7 +108,7 @@ class SwitchableBatchNorm2d(RangeLayer):
         return F.batch_norm(x, mean, var, weight, bias, True, momentum, self.eps)
 
     def plain(self, switch: Switch, index: int, *, missing_ok: bool = False) -> nn.Module:
-        o0, o1 = switch.channel_ranges(self.out_base)[index]
+        o0, o1 = self.out_ranges(switch)[index]
         bn = PlainBatchNorm2d(o1 - o0, eps=self.eps, momentum=self.momentum)
         with torch.no_grad():
             bn.weight.copy_(self.weight[o0:o1])

@@ -25,6 +25,9 @@ class ParaDiSModel(nn.Module):
 
     head: RangeLayer
     feature_base: int
+    # Stages a switch may give per-stage widths for (resolution or residual stages); subclasses set
+    # it and place every range layer in a stage with RangeLayer.set_stage.
+    num_stages: int = 1
 
     def __init__(self, wide_factor: float):
         super().__init__()
@@ -48,8 +51,10 @@ class ParaDiSModel(nn.Module):
         """Parse ``switch`` and check it fits this model; the error names the switch and layer."""
         parsed = parse_switch(switch)
         if parsed not in self._resolved:
-            layers = [(name, base) for name, layer in self.range_layers() for base in layer.base_channels()]
-            parsed.check(max_width=self.wide_factor, layers=layers)
+            layers = [
+                (name, base, stage) for name, layer in self.range_layers() for base, stage in layer.staged_channels()
+            ]
+            parsed.check(max_width=self.wide_factor, layers=layers, num_stages=self.num_stages)
             self._resolved[parsed] = parsed
         return parsed
 
@@ -78,10 +83,12 @@ class ParaDiSModel(nn.Module):
         *,
         return_features: bool = False,
         bn_update: BNUpdate = "momentum",
+        grouped: bool = True,
     ):
         """The fused output of ``switch``; with ``return_features`` also its feature vector before
-        the final layer, zero-padded to the length of the ``[1.0]`` features (footnote 3)."""
-        ctx = SwitchContext(self.resolve(switch), bn_update)
+        the final layer, zero-padded to the length of the ``[1.0]`` features (footnote 3).
+        ``grouped=False`` runs the sub-networks of every layer one after another (reference path)."""
+        ctx = SwitchContext(self.resolve(switch), bn_update, grouped)
         features = self.forward_features(x, ctx)
         out = self.head(features, ctx)
         if not return_features:

@@ -22,12 +22,15 @@ SMALL_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (64, 2), (64, 1), (128, 2)
 
 
 class DepthwiseSeparable(nn.Module):
-    def __init__(self, in_base: int, out_base: int, stride: int, max_width: float):
+    def __init__(self, in_base: int, out_base: int, stride: int, max_width: float, in_stage: int = 0, stage: int = 0):
         super().__init__()
+        # The depthwise half works on the input's channels (the previous stage's at a stride-2 block);
+        # the pointwise convolution maps them into this block's stage.
         self.dw = RangeConv2d(in_base, in_base, 3, stride=stride, depthwise=True, max_width=max_width)
-        self.bn1 = SwitchableBatchNorm2d(in_base, max_width=max_width)
-        self.pw = RangeConv2d(in_base, out_base, 1, max_width=max_width)
-        self.bn2 = SwitchableBatchNorm2d(out_base, max_width=max_width)
+        self.dw.set_stage(in_stage)
+        self.bn1 = SwitchableBatchNorm2d(in_base, max_width=max_width).set_stage(in_stage)
+        self.pw = RangeConv2d(in_base, out_base, 1, max_width=max_width).set_stage(in_stage, stage)
+        self.bn2 = SwitchableBatchNorm2d(out_base, max_width=max_width).set_stage(stage)
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext | None) -> torch.Tensor:
         x = F.relu(self.bn1(self.dw(x, ctx), ctx))
@@ -49,13 +52,18 @@ class MobileNetV1(ParaDiSModel):
         w = self.wide_factor
         self.stem = RangeConv2d(None, stem_channels, 3, stride=stem_stride, in_channels=in_chans, max_width=w)
         self.stem_bn = SwitchableBatchNorm2d(stem_channels, max_width=w)
-        layers, c = [], stem_channels
+        self.stem.set_stage(0)
+        self.stem_bn.set_stage(0)
+        # Stages are the resolutions: every stride-2 block after the stem opens a new stage.
+        layers, c, stage = [], stem_channels, 0
         for out, stride in blocks:
-            layers.append(DepthwiseSeparable(c, out, stride, w))
-            c = out
+            new_stage = stage + 1 if stride > 1 else stage
+            layers.append(DepthwiseSeparable(c, out, stride, w, in_stage=stage, stage=new_stage))
+            c, stage = out, new_stage
         self.blocks = nn.ModuleList(layers)
+        self.num_stages = stage + 1
         self.feature_base = c
-        self.head = RangeLinear(c, None, out_features=num_classes, max_width=w)
+        self.head = RangeLinear(c, None, out_features=num_classes, max_width=w).set_stage(stage)
 
     def forward_features(self, x: torch.Tensor, ctx: SwitchContext | None) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(x, ctx), ctx))

@@ -16,10 +16,10 @@ from paradis.models.registry import register_model
 class Shortcut(nn.Module):
     """A 1x1 projection shortcut; block diagonal, so each sub-network keeps its own residual path."""
 
-    def __init__(self, in_base: int, out_base: int, stride: int, max_width: float):
+    def __init__(self, in_base: int, out_base: int, stride: int, max_width: float, in_stage: int, stage: int):
         super().__init__()
-        self.conv = RangeConv2d(in_base, out_base, 1, stride=stride, max_width=max_width)
-        self.bn = SwitchableBatchNorm2d(out_base, max_width=max_width)
+        self.conv = RangeConv2d(in_base, out_base, 1, stride=stride, max_width=max_width).set_stage(in_stage, stage)
+        self.bn = SwitchableBatchNorm2d(out_base, max_width=max_width).set_stage(stage)
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext | None) -> torch.Tensor:
         return self.bn(self.conv(x, ctx), ctx)
@@ -28,14 +28,15 @@ class Shortcut(nn.Module):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_base: int, planes: int, stride: int, max_width: float):
+    def __init__(self, in_base: int, planes: int, stride: int, max_width: float, in_stage: int = 0, stage: int = 0):
         super().__init__()
         out = planes * self.expansion
-        self.conv1 = RangeConv2d(in_base, planes, 3, stride=stride, max_width=max_width)
-        self.bn1 = SwitchableBatchNorm2d(planes, max_width=max_width)
-        self.conv2 = RangeConv2d(planes, out, 3, max_width=max_width)
-        self.bn2 = SwitchableBatchNorm2d(out, max_width=max_width)
-        self.shortcut = Shortcut(in_base, out, stride, max_width) if stride != 1 or in_base != out else None
+        self.conv1 = RangeConv2d(in_base, planes, 3, stride=stride, max_width=max_width).set_stage(in_stage, stage)
+        self.bn1 = SwitchableBatchNorm2d(planes, max_width=max_width).set_stage(stage)
+        self.conv2 = RangeConv2d(planes, out, 3, max_width=max_width).set_stage(stage)
+        self.bn2 = SwitchableBatchNorm2d(out, max_width=max_width).set_stage(stage)
+        projection = stride != 1 or in_base != out or in_stage != stage
+        self.shortcut = Shortcut(in_base, out, stride, max_width, in_stage, stage) if projection else None
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext | None) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x, ctx), ctx))
@@ -49,16 +50,18 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_base: int, planes: int, stride: int, max_width: float):
+    def __init__(self, in_base: int, planes: int, stride: int, max_width: float, in_stage: int = 0, stage: int = 0):
         super().__init__()
         out = planes * self.expansion
-        self.conv1 = RangeConv2d(in_base, planes, 1, max_width=max_width)
-        self.bn1 = SwitchableBatchNorm2d(planes, max_width=max_width)
-        self.conv2 = RangeConv2d(planes, planes, 3, stride=stride, max_width=max_width)
-        self.bn2 = SwitchableBatchNorm2d(planes, max_width=max_width)
-        self.conv3 = RangeConv2d(planes, out, 1, max_width=max_width)
-        self.bn3 = SwitchableBatchNorm2d(out, max_width=max_width)
-        self.shortcut = Shortcut(in_base, out, stride, max_width) if stride != 1 or in_base != out else None
+        self.conv1 = RangeConv2d(in_base, planes, 1, max_width=max_width).set_stage(in_stage, stage)
+        self.bn1 = SwitchableBatchNorm2d(planes, max_width=max_width).set_stage(stage)
+        self.conv2 = RangeConv2d(planes, planes, 3, stride=stride, max_width=max_width).set_stage(stage)
+        self.bn2 = SwitchableBatchNorm2d(planes, max_width=max_width).set_stage(stage)
+        self.conv3 = RangeConv2d(planes, out, 1, max_width=max_width).set_stage(stage)
+        self.bn3 = SwitchableBatchNorm2d(out, max_width=max_width).set_stage(stage)
+        # The residual sum adds two tensors of one stage: a block entering a new stage projects its input.
+        projection = stride != 1 or in_base != out or in_stage != stage
+        self.shortcut = Shortcut(in_base, out, stride, max_width, in_stage, stage) if projection else None
 
     def forward(self, x: torch.Tensor, ctx: SwitchContext | None) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x, ctx), ctx))
@@ -88,16 +91,21 @@ class ResNet(ParaDiSModel):
         else:
             self.stem = RangeConv2d(None, stem_channels, 3, stride=1, in_channels=in_chans, max_width=w)
         self.stem_bn = SwitchableBatchNorm2d(stem_channels, max_width=w)
+        self.stem.set_stage(0)
+        self.stem_bn.set_stage(0)
         self.stem_pool = imagenet_stem
-        blocks, c = [], stem_channels
+        # Stages are the residual stages (the stem belongs to the first): every residual sum adds two
+        # tensors of the same stage, so a per-stage switch keeps one width along each residual path.
+        blocks, c, in_stage = [], stem_channels, 0
         for stage, (planes, depth) in enumerate(zip(stage_planes, layers)):
             for i in range(depth):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(block(c, planes, stride, w))
-                c = planes * block.expansion
+                blocks.append(block(c, planes, stride, w, in_stage, stage))
+                c, in_stage = planes * block.expansion, stage
         self.blocks = nn.ModuleList(blocks)
+        self.num_stages = len(stage_planes)
         self.feature_base = c
-        self.head = RangeLinear(c, None, out_features=num_classes, max_width=w)
+        self.head = RangeLinear(c, None, out_features=num_classes, max_width=w).set_stage(in_stage)
         for m in self.modules():
             # torchvision's initialisation of the last BN of each residual branch is 1 as well; keep it.
             if isinstance(m, SwitchableBatchNorm2d):

@@ -87,3 +87,47 @@ def test_block_diagonal_linear():
     got = range_linear(x, weight, None, ins, outs)
     want = x @ (weight[:10, :10] * block_diagonal_mask(ins, outs, (10, 10))).T
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("switch", ["[0.5, 0.5]", "[4x0.25]", "[8x0.125]", "[0.5, 0.25, 0.25]", "[3x0.4]"])
+def test_grouped_convolution_equals_the_loop(switch):
+    s = parse_switch(switch)
+    cin, cout = 32, 48
+    weight = torch.randn(round(1.2 * cout), round(1.2 * cin), 3, 3, requires_grad=True)
+    bias = torch.randn(weight.shape[0], requires_grad=True)
+    ins, outs = s.channel_ranges(cin), s.channel_ranges(cout)
+    x = torch.randn(3, ins[-1][1] + 5, 8, 8, requires_grad=True)  # extra channels beyond the switch are ignored
+    grads = []
+    for grouped in (True, False):
+        out = range_conv2d(x, weight, bias, ins, outs, stride=2, padding=1, grouped=grouped)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()))
+        x.grad = weight.grad = bias.grad = None
+    for fast, ref in zip(*grads):
+        torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", ["[0.5, 0.5]", "[4x0.25]", "[0.5, 0.25, 0.25]"])
+def test_grouped_block_linear_equals_the_loop(switch):
+    s = parse_switch(switch)
+    weight, bias = torch.randn(24, 40), torch.randn(24)
+    ins, outs = s.channel_ranges(40), s.channel_ranges(24)
+    x = torch.randn(5, 40)
+    torch.testing.assert_close(
+        range_linear(x, weight, bias, ins, outs, grouped=True), range_linear(x, weight, bias, ins, outs, grouped=False)
+    )
+
+
+def test_equal_blocks_decides_the_path():
+    from paradis.layers.functional import equal_blocks
+
+    def blocks(text, cin=16, cout=32):
+        s = parse_switch(text)
+        return equal_blocks(s.channel_ranges(cin), s.channel_ranges(cout))
+
+    assert blocks("[4x0.25]") and blocks("[0.5, 0.5]") and blocks("[8x0.125]")
+    assert not blocks("[1.0]")  # one sub-network: a plain convolution already
+    assert not blocks("[0.5, 0.25, 0.25]")
+    # equal widths whose rounding gives unequal slices (32 channels -> 10, 9, 10) take the loop
+    assert not blocks("[3x0.3]", cin=10, cout=32)
+    assert blocks("[3x0.3]", cin=10, cout=10)

@@ -64,3 +64,36 @@ def test_plot_is_written(tmp_path):
     path = study_plot(RECORDS, tmp_path / "plot.png", "title")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def _sr_row(switch, psnr, macs, device, trained=True, matches=None):
+    row = _row(switch, None, macs, device, trained=trained, matches=matches)
+    return {**row, "psnr": psnr, "baseline_psnr": 31.52}
+
+
+SR_RECORDS = [
+    TrialRecord(
+        "s",
+        "paradis_s",
+        "ParaDiS",
+        {"variant": "paradis"},
+        [
+            _sr_row("[1.0]", 32.61, 3000, 3000),
+            _sr_row("[0.5, 0.5]", 32.4, 1500, 750),
+            _sr_row("[0.5, 0.25, 0.25]", 32.1, 1100, 750, trained=False),
+            _sr_row("[4x0.25]", 32.0, 800, 200),
+        ],
+    ),
+    TrialRecord("u", "us_u", "US", {"variant": "us"}, [_sr_row("[0.5]", 32.3, 800, 800, matches="[4x0.25]")]),
+]
+
+
+def test_super_resolution_study_table_and_plot_carry_psnr_and_the_bicubic_baseline(tmp_path):
+    md = study_markdown(SR_RECORDS, "sr")
+    assert "| paradis_s | ParaDiS | paradis | 32.61 | 32.40 | *32.10* | 32.00 |" in md
+    assert "| us_u | US | us | N/A | N/A | N/A | 32.30 (0.5) |" in md
+    assert "PSNR (dB, Y channel, border = scale)" in md and "Bicubic upsampling on the same images: 31.52 dB." in md
+    header, rows = study_rows(SR_RECORDS)
+    assert "psnr [1.0]" in header and not any(h.startswith("acc ") for h in header)
+    assert rows[0]["psnr [0.5, 0.5]"] == 32.4 and rows[1]["psnr [4x0.25]"] == 32.3
+    assert study_plot(SR_RECORDS, tmp_path / "psnr.png").stat().st_size > 10_000

@@ -1,0 +1,1 @@
+"""Side-by-side timings of the project against its anchors; see docs/PERFORMANCE.md."""

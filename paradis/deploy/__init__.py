@@ -1,0 +1,42 @@
+"""Deployment of a trained switch across devices (pure PyTorch): per-device export and manifest,
+loading, the device worker that the Ray pool wraps, and the planner."""
+
+from paradis.deploy.export import (
+    ExportError,
+    Manifest,
+    TrainedModel,
+    export_switch,
+    load_fusion,
+    load_program,
+    load_subnetwork,
+    load_trained,
+    read_manifest,
+    switch_table,
+)
+from paradis.deploy.planner import Device, Plan, PlanError, SwitchOption, best_fallback, parse_device, plan, read_table
+from paradis.deploy.timing import measure_latency
+from paradis.deploy.worker import DeviceWorker, PartMissing
+
+__all__ = [
+    "Device",
+    "DeviceWorker",
+    "ExportError",
+    "Manifest",
+    "PartMissing",
+    "Plan",
+    "PlanError",
+    "SwitchOption",
+    "TrainedModel",
+    "best_fallback",
+    "export_switch",
+    "load_fusion",
+    "load_program",
+    "load_subnetwork",
+    "load_trained",
+    "measure_latency",
+    "parse_device",
+    "plan",
+    "read_manifest",
+    "read_table",
+    "switch_table",
+]

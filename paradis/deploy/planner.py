@@ -1,0 +1,291 @@
+"""Planner: the switch, and the assignment of its sub-networks to devices, that maximizes accuracy
+within a latency budget.
+
+Inputs are a per-switch table (:class:`SwitchOption`: accuracy, multiply-adds and parameters of each
+sub-network, optionally its measured seconds on a reference device) and the devices
+(:class:`Device`: relative speed, memory for weights). A sub-network's latency on a device is its
+measured seconds, else its multiply-adds over ``macs_per_second``, divided by the device's speed;
+a switch's latency is that of its slowest device plus ``overhead_s`` (sending the input, fusing).
+Among the switches whose assignment fits every device's memory and the budget, the most accurate
+wins (ties: lower latency, then fewer devices). The assignment minimizes the slowest device's
+latency, then the sum over devices (so a slow device gets a small sub-network).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paradis.switch import Switch, SwitchLike, parse_switch
+
+# Above this many candidate assignments a switch is assigned greedily (largest sub-network to the
+# fastest device with room), which is exact when memory does not bind.
+MAX_ENUMERATED = 200_000
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
+
+
+class PlanError(ValueError):
+    """No switch fits the devices and the budget; the message says why for each switch."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device: ``speed`` relative to the reference device (2.0 = twice as fast), ``memory`` the
+    bytes it has for weights (``None``: unlimited)."""
+
+    name: str
+    speed: float = 1.0
+    memory: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.speed, (int, float)) or isinstance(self.speed, bool) or not self.speed > 0:
+            raise ValueError(f"device {self.name!r}: speed {self.speed!r} must be a positive number")
+        if self.memory is not None and (
+            not isinstance(self.memory, int) or isinstance(self.memory, bool) or self.memory <= 0
+        ):
+            raise ValueError(f"device {self.name!r}: memory {self.memory!r} must be a positive number of bytes")
+
+
+def parse_size(text: str) -> int:
+    """``"512MB"``, ``"2GiB"``, ``"100k"``, ``"4096"`` -> bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"memory {text!r} is not a size such as 512MB, 2GiB or 100k")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_device(text: str) -> Device:
+    """``NAME[:SPEED[:MEMORY]]``, e.g. ``gpu0:1.0:2GB`` or ``phone:0.25``."""
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"device {text!r}: expected NAME[:SPEED[:MEMORY]], e.g. gpu0:1.0:2GB")
+    try:
+        speed = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
+    except ValueError:
+        raise ValueError(f"device {text!r}: speed {parts[1]!r} is not a number") from None
+    memory = parse_size(parts[2]) if len(parts) > 2 and parts[2] else None
+    return Device(parts[0], speed, memory)
+
+
+@dataclass(frozen=True)
+class SwitchOption:
+    """One row of the per-switch table. ``device_seconds``: measured seconds of each sub-network on
+    the reference device (speed 1), for the batch the budget is about."""
+
+    switch: Switch
+    accuracy: float | None
+    device_macs: tuple[int, ...]
+    device_params: tuple[int, ...]
+    device_seconds: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        n = len(self.switch)
+        for name in ("device_macs", "device_params", "device_seconds"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"switch {self.switch}: {name} has {len(value)} entries for {n} sub-networks")
+
+    @classmethod
+    def from_dict(cls, row: Mapping, where: str = "table") -> SwitchOption:
+        try:
+            s = parse_switch(row["switch"])
+            acc = row.get("accuracy", row.get("top1"))
+            secs = row.get("device_seconds")
+            return cls(
+                s,
+                None if acc is None else float(acc),
+                tuple(int(v) for v in row["device_macs"]),
+                tuple(int(v) for v in row["device_params"]),
+                None if secs is None else tuple(float(v) for v in secs),
+            )
+        except KeyError as err:
+            raise ValueError(f"{where}: row {dict(row)!r} lacks {err.args[0]!r}") from None
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: row {dict(row)!r}: {err}") from None
+
+    def as_dict(self) -> dict:
+        return {
+            "switch": str(self.switch),
+            "accuracy": self.accuracy,
+            "device_macs": list(self.device_macs),
+            "device_params": list(self.device_params),
+            "device_seconds": None if self.device_seconds is None else list(self.device_seconds),
+        }
+
+
+def read_table(path: str | Path) -> list[SwitchOption]:
+    """A JSON list of rows ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"}``."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"table {str(path)!r} cannot be read: {err}") from None
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"table {str(path)!r} must be a non-empty JSON list of rows")
+    return [SwitchOption.from_dict(r, f"table {str(path)!r}") for r in rows]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    index: int  # the sub-network
+    width: float
+    device: str
+    seconds: float
+    macs: int
+    weight_bytes: int
+
+
+@dataclass
+class Plan:
+    switch: Switch
+    accuracy: float
+    latency_s: float
+    budget_s: float
+    assignment: list[Assignment]
+    cost_source: str
+    considered: list[tuple[Switch, float | None, float | None, str]] = field(default_factory=list)
+
+    def device_of(self, index: int) -> str:
+        return self.assignment[index].device
+
+    def explain(self) -> str:
+        """Why this switch, on which device each sub-network runs, and what the others lacked."""
+        lines = [
+            f"chosen: switch {self.switch} (top-1 {100 * self.accuracy:.2f} %), latency "
+            f"{1e3 * self.latency_s:.3f} ms within the budget of {1e3 * self.budget_s:.3f} ms "
+            f"(costs {self.cost_source}); it is the most accurate switch that fits.",
+        ]
+        for a in self.assignment:
+            lines.append(
+                f"  sub-network {a.index} (width {a.width:g}, {a.macs / 1e6:.2f} MMACs, "
+                f"{a.weight_bytes / 1e6:.3f} MB) -> {a.device}: {1e3 * a.seconds:.3f} ms"
+            )
+        others = [c for c in self.considered if c[0] != self.switch]
+        if others:
+            lines.append("other switches:")
+            for s, acc, lat, why in others:
+                acc_text = "unknown accuracy" if acc is None else f"top-1 {100 * acc:.2f} %"
+                lat_text = "" if lat is None else f", {1e3 * lat:.3f} ms"
+                lines.append(f"  {s} ({acc_text}{lat_text}): {why}")
+        return "\n".join(lines)
+
+
+def _assign(
+    option: SwitchOption, devices: Sequence[Device], seconds: Sequence[float], bytes_per_param: int
+) -> tuple[list[int] | None, str]:
+    """Device index for each sub-network minimizing (slowest, sum) latency, memory permitting."""
+    n, k = len(devices), len(option.switch)
+    need = [p * bytes_per_param for p in option.device_params]
+    fits = [[d.memory is None or need[i] <= d.memory for d in devices] for i in range(k)]
+    for i in range(k):
+        if not any(fits[i]):
+            return None, f"sub-network {i} needs {need[i] / 1e6:.3f} MB, more than any device has"
+    best, best_key = None, None
+    if math.perm(n, k) <= MAX_ENUMERATED:
+        for perm in itertools.permutations(range(n), k):
+            if not all(fits[i][d] for i, d in enumerate(perm)):
+                continue
+            lat = [seconds[i] / devices[d].speed for i, d in enumerate(perm)]
+            key = (max(lat), sum(lat))
+            if best_key is None or key < best_key:
+                best, best_key = list(perm), key
+    else:
+        free = sorted(range(n), key=lambda d: -devices[d].speed)
+        best = [0] * k
+        for i in sorted(range(k), key=lambda i: -seconds[i]):
+            d = next((d for d in free if fits[i][d]), None)
+            if d is None:
+                return None, f"no device left with memory for sub-network {i} ({need[i] / 1e6:.3f} MB)"
+            best[i] = d
+            free.remove(d)
+    if best is None:
+        return None, "no assignment fits every sub-network into a device's memory"
+    return best, ""
+
+
+def plan(
+    devices: Sequence[Device],
+    budget_s: float,
+    table: Iterable[SwitchOption],
+    *,
+    macs_per_second: float | None = None,
+    overhead_s: float = 0.0,
+    bytes_per_param: int = 4,
+) -> Plan:
+    """The most accurate switch that runs within ``budget_s`` on ``devices``, and its assignment."""
+    devices = list(devices)
+    if not devices:
+        raise PlanError("no devices given")
+    if len({d.name for d in devices}) != len(devices):
+        raise PlanError(f"device names must be distinct: {[d.name for d in devices]}")
+    if isinstance(budget_s, bool) or not (isinstance(budget_s, (int, float)) and budget_s > 0):
+        raise PlanError(f"latency budget {budget_s!r} must be a positive number of seconds")
+    if macs_per_second is not None and not macs_per_second > 0:
+        raise PlanError(f"macs_per_second {macs_per_second!r} must be positive")
+    considered: list[tuple[Switch, float | None, float | None, str]] = []
+    feasible: list[Plan] = []
+    for option in table:
+        s = option.switch
+        if option.accuracy is None:
+            considered.append((s, None, None, "no accuracy in the table"))
+            continue
+        if len(s) > len(devices):
+            considered.append((s, option.accuracy, None, f"needs {len(s)} devices, {len(devices)} given"))
+            continue
+        if option.device_seconds is not None:
+            seconds, source = list(option.device_seconds), "measured"
+        elif macs_per_second is not None:
+            seconds, source = [m / macs_per_second for m in option.device_macs], "profiled"
+        else:
+            raise PlanError(f"switch {s} has no measured seconds; give macs_per_second to cost it from its MACs")
+        where, why = _assign(option, devices, seconds, bytes_per_param)
+        if where is None:
+            considered.append((s, option.accuracy, None, why))
+            continue
+        parts = [
+            Assignment(
+                i,
+                s.widths[i],
+                devices[d].name,
+                seconds[i] / devices[d].speed,
+                option.device_macs[i],
+                option.device_params[i] * bytes_per_param,
+            )
+            for i, d in enumerate(where)
+        ]
+        latency = max(a.seconds for a in parts) + overhead_s
+        if latency > budget_s:
+            considered.append((s, option.accuracy, latency, f"over the budget ({1e3 * latency:.3f} ms)"))
+            continue
+        considered.append((s, option.accuracy, latency, "fits, less accurate"))
+        feasible.append(Plan(s, option.accuracy, latency, budget_s, parts, source))
+    if not feasible:
+        reasons = "; ".join(f"{s}: {why}" for s, _, _, why in considered) or "the table is empty"
+        raise PlanError(f"no switch fits {len(devices)} device(s) within {1e3 * budget_s:.3f} ms ({reasons})")
+    best = min(feasible, key=lambda p: (-p.accuracy, p.latency_s, len(p.switch)))
+    for i, (s, acc, lat, why) in enumerate(considered):
+        if s == best.switch:
+            considered[i] = (s, acc, lat, "chosen")
+        elif why == "fits, less accurate" and acc == best.accuracy:
+            considered[i] = (s, acc, lat, "fits, as accurate but slower or on more devices")
+    best.considered = considered
+    return best
+
+
+def best_fallback(table: Iterable[SwitchOption], devices: int, available: Iterable[SwitchLike] | None = None):
+    """The most accurate switch (of known accuracy) with at most ``devices`` sub-networks, or ``None``;
+    ``available`` restricts the choice (e.g. to switches with BN statistics)."""
+    allowed = None if available is None else {parse_switch(s) for s in available}
+    fits = [
+        o
+        for o in table
+        if o.accuracy is not None and len(o.switch) <= devices and (allowed is None or o.switch in allowed)
+    ]
+    if not fits:
+        return None
+    return max(fits, key=lambda o: (o.accuracy, -len(o.switch))).switch
