@@ -90,8 +90,13 @@ class DevicePool:
         table: Sequence[SwitchOption] | None = None,
         channels_last: bool = True,
         start_timeout_s: float = 120.0,
+        call_timeout_s: float | None = None,
     ):
         import ray
+
+        if call_timeout_s is not None and not call_timeout_s > 0:
+            raise ValueError(f"call_timeout_s {call_timeout_s!r} must be a positive number of seconds or None")
+        self.call_timeout_s = call_timeout_s
 
         names = [f"device{i}" for i in range(devices)] if isinstance(devices, int) else list(devices)
         if not names or len(set(names)) != len(names):
@@ -236,7 +241,7 @@ class DevicePool:
         futures = {
             dev: self.actors[dev].forward.remote(x_ref, str(self.switch), i) for i, dev in enumerate(self.assignment)
         }
-        partials, failed = self._get_each(futures)
+        partials, failed = self._get_each(futures, self.call_timeout_s)
         if failed:
             self._mark_failed(failed)
             if not allow_fallback:
@@ -251,13 +256,21 @@ class DevicePool:
         out = torch.stack(partials).sum(0)
         return out if self.bias is None else out + self.bias
 
-    def _get_each(self, futures: dict[str, Any]) -> tuple[list[Any], dict[str, str]]:
-        """The results of the devices that answered, and ``{device: error}`` for those whose actor died."""
+    def _get_each(self, futures: dict[str, Any], timeout: float | None = None) -> tuple[list[Any], dict[str, str]]:
+        """The results of the devices that answered, and ``{device: error}`` for those whose actor died
+        or that did not answer within ``timeout`` (a hung device counts as failed and is stopped)."""
         import ray
         from ray.exceptions import RayActorError  # ActorUnavailableError is one too
 
+        pending = list(futures.values())
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        done = set(ready)
         results, failed = [], {}
         for dev, fut in futures.items():
+            if fut not in done:
+                failed[dev] = f"no answer within {timeout:g} s"
+                ray.kill(self.actors[dev])
+                continue
             try:
                 results.append(ray.get(fut))
             except RayActorError as err:

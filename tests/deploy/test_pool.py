@@ -113,3 +113,13 @@ def test_a_killed_device_is_named_or_falls_back(ray_cluster, trained):
     assert str(pool.switch) == "[0.5, 0.5]" and pool.assignment == ["b", "c"]
     torch.testing.assert_close(out, expected(trained, x, "[0.5, 0.5]"), rtol=1e-5, atol=1e-5)
     pool.shutdown()
+
+    # a device that does not answer in time counts as failed: a batch of 512 takes far longer than 1 ms
+    pool = DevicePool(["slow-a", "slow-b"], threads=1, call_timeout_s=1e-3)
+    pool.load_full(trained, "[0.5, 0.5]")
+    with pytest.raises(DeviceFailure, match=r"device slow-a, slow-b failed .*slow-a: no answer within 0.001 s"):
+        pool(torch.randn(512, 1, 28, 28))
+    assert pool.alive == []
+    pool.shutdown()
+    with pytest.raises(ValueError, match=r"call_timeout_s 0"):
+        DevicePool(["x"], call_timeout_s=0)
