@@ -300,11 +300,15 @@ class RunConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _sr_defaults(cls, data: Any) -> Any:
-        """Super-resolution trains without distillation unless asked (the paper saw it hurt)."""
+        """Super-resolution trains without distillation unless asked (the paper saw it hurt), and so
+        without a wide model: the network allocates no channels beyond ``[1.0]`` (WDSR's 64 at most)."""
         if isinstance(data, dict) and data.get("task") == "super-resolution":
             training = data.get("training", {})
             if isinstance(training, dict) and training.get("distillation") is None:
-                data = {**data, "training": {**training, "distillation": "none"}}
+                training = {**training, "distillation": "none"}
+            if isinstance(training, dict) and training.get("distillation") != "wide":
+                training = {"wide_factor": 1.0, **training}
+            data = {**data, "training": training}
         return data
 
     @model_validator(mode="after")

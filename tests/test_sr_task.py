@@ -90,6 +90,15 @@ def test_super_resolution_defaults_to_no_distillation():
     assert validate(RunConfig, {}, "run.yaml").training.distillation == "wide"  # classification unchanged
 
 
+def test_super_resolution_allocates_no_wide_channels_unless_distilling_from_a_wide_model():
+    assert validate(RunConfig, SR, "run.yaml").training.wide_factor == 1.0
+    wide = validate(RunConfig, {**SR, "training": {"distillation": "wide"}}, "run.yaml")
+    assert wide.training.wide_factor == 1.2
+    given = validate(RunConfig, {**SR, "training": {"wide_factor": 1.5}}, "run.yaml")
+    assert given.training.wide_factor == 1.5
+    assert validate(RunConfig, {}, "run.yaml").training.wide_factor == 1.2
+
+
 def test_run_training_reports_psnr_per_switch_and_the_bicubic_baseline():
     splits = Splits(DatasetInfo("skimage-photos", 3, (3, 12, 12)), _pairs(32, 12), _pairs(4, 16, seed=1))
     cfg = validate(
