@@ -127,3 +127,16 @@ def test_channels_last_keeps_weights_and_activations_in_nhwc():
     conv.register_forward_hook(lambda m, args, out: seen.append(out.is_contiguous(memory_format=torch.channels_last)))
     result.model(torch.randn(2, 1, 28, 28).contiguous(memory_format=torch.channels_last), "[0.5, 0.5]")
     assert seen == [True]
+
+
+def test_per_stage_switches_join_the_evaluation_table():
+    cfg = small_config(train_size=128, epochs=1, max_steps_per_epoch=2)
+    data = cfg.model_dump()
+    found = "[0.25/0.5/0.5/0.75, 0.25/0.25/0.5/0.25]"  # e.g. from the distributable search
+    data["evaluation"]["switches"] = ["[1.0]", "[0.5, 0.5]", found]
+    result = run_training(RunConfig.model_validate(data))
+    rows = {r.switch: r for r in result.table}
+    assert list(rows) == ["[1.0]", "[0.5, 0.5]", found]
+    assert rows[found].devices == 2 and not rows[found].trained
+    assert rows[found].max_device_macs < rows["[0.5, 0.5]"].max_device_macs
+    assert "acc/0.25_0.5_0.5_0.75-0.25_0.25_0.5_0.25" in result.history[-1]
