@@ -43,40 +43,50 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
     except ConfigError as err:
-        print(f"run_study: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     if args.dry_run:
         from orchestration.study import dry_run_text
 
         print(dry_run_text(spec))
         return 0
-    from orchestration.tracking import TrackingError, check_tracking, resolve_tracking_uri
+    from orchestration.tracking import TrackingError
 
     try:
         if not (args.address or os.environ.get("RAY_ADDRESS")):  # a remote cluster is checked once joined
             check_resources(spec, args.spec, local_gpu_count())
-        check_dataset(spec.data.name, spec.data.root)
-        uri = resolve_tracking_uri(spec)
-        check_tracking(uri)
+        uri = _preflight(spec)
     except ConfigError as err:
-        print(f"run_study: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     except (DataError, TrackingError) as err:
-        print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
-        return 2
+        return _error(err, args.spec)
     from orchestration.study import NothingToResume, run_study
 
     spec_text = Path(args.spec).read_text()
     try:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
     except (NothingToResume, ConfigError) as err:
-        print(f"run_study: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
+
+
+def _preflight(spec) -> str:
+    """Check the data set and the tracking store before anything starts; the tracking URI."""
+    from orchestration.tracking import check_tracking, resolve_tracking_uri
+
+    check_dataset(spec.data.name, spec.data.root)
+    uri = resolve_tracking_uri(spec)
+    check_tracking(uri)
+    return uri
+
+
+def _error(err: Exception, source: str | None = None) -> int:
+    """One line on stderr, exit status 2: a usage error, never a traceback."""
+    print(f"run_study: error: {f'{source}: ' if source else ''}{err}", file=sys.stderr)
+    return 2
 
 
 def run_pareco(args: argparse.Namespace) -> int:
     from orchestration.pareco_study import load_pareco_study, run_pareco_study
-    from orchestration.tracking import TrackingError, check_tracking, resolve_tracking_uri
+    from orchestration.tracking import TrackingError
 
     try:
         spec = load_pareco_study(args.spec, args.set, smoke=args.smoke)
@@ -89,15 +99,11 @@ def run_pareco(args: argparse.Namespace) -> int:
                 options = t.pareco if t.method in ("pareco", "twostage") else t.us
                 print(f"{name}: {t.method}, {t.epochs} epochs, {options.model_dump(mode='json')}")
             return 0
-        check_dataset(spec.data.name, spec.data.root)
-        uri = resolve_tracking_uri(spec)
-        check_tracking(uri)
+        uri = _preflight(spec)
     except ConfigError as err:
-        print(f"run_study: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     except (DataError, TrackingError) as err:
-        print(f"run_study: error: {args.spec}: {err}", file=sys.stderr)
-        return 2
+        return _error(err, args.spec)
     return run_pareco_study(spec, Path(args.spec).read_text(), uri)
 
 

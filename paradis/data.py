@@ -198,16 +198,14 @@ def epoch_indices(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, w
     return idx
 
 
-class TensorLoader:
-    """Batches of an in-memory split: normalized float images and labels.
-
-    The order of epoch ``e`` depends only on ``(seed, e)``, so an interrupted run resumes with the
-    same batches. With ``world_size > 1`` each rank takes its own equal share of every epoch.
-    """
+class EpochLoader:
+    """What the in-memory loaders share: the order of epoch ``e`` depends only on ``(seed, e)``, so an
+    interrupted run resumes with the same batches; with ``world_size > 1`` each rank takes its own
+    equal share of every epoch. Subclasses turn a batch of indices into tensors (:meth:`load`)."""
 
     def __init__(
         self,
-        split: TensorSplit,
+        split,
         batch_size: int,
         *,
         shuffle: bool,
@@ -222,9 +220,6 @@ class TensorLoader:
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.epoch = 0
-        c = split.images.shape[1]
-        self._mean = torch.tensor(split.mean, dtype=torch.float32).view(1, c, 1, 1)
-        self._std = torch.tensor(split.std, dtype=torch.float32).view(1, c, 1, 1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -233,24 +228,37 @@ class TensorLoader:
         return epoch_indices(len(self.split), self.shuffle, self.seed, self.epoch, self.rank, self.world_size)
 
     def __len__(self) -> int:
-        n = len(self._indices()) if self.world_size > 1 else len(self.split)
+        n = len(self._indices())
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self._indices()
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)  # augmentation draws
         for start in range(0, len(idx), self.batch_size):
             batch = idx[start : start + self.batch_size]
             if self.drop_last and len(batch) < self.batch_size:
                 break
-            x = self.split.images[batch].float().div_(255)
-            if self.split.augment:
-                x = _crop_flip(x, g)
-            x = (x - self._mean) / self._std
-            yield (
-                x.to(self.device, non_blocking=True),
-                self.split.labels[batch].to(self.device, non_blocking=True),
-            )
+            x, y = self.load(batch, g)
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def load(self, batch: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class TensorLoader(EpochLoader):
+    """Batches of an in-memory classification split: normalized float images and labels."""
+
+    def __init__(self, split: TensorSplit, batch_size: int, **kwargs):
+        super().__init__(split, batch_size, **kwargs)
+        c = split.images.shape[1]
+        self._mean = torch.tensor(split.mean, dtype=torch.float32).view(1, c, 1, 1)
+        self._std = torch.tensor(split.std, dtype=torch.float32).view(1, c, 1, 1)
+
+    def load(self, batch: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.split.images[batch].float().div_(255)
+        if self.split.augment:
+            x = _crop_flip(x, g)
+        return (x - self._mean) / self._std, self.split.labels[batch]
 
 
 def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -16,14 +16,14 @@ Batches are ``(lr, hr)`` pairs of float images in ``[0, 1]`` (``N x C x h x w`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from paradis.data import DatasetInfo, Splits, epoch_indices
+from paradis.data import DatasetInfo, EpochLoader, Splits
 from paradis.datasets import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError
 
 
@@ -70,59 +70,22 @@ def _dihedral(lr: torch.Tensor, hr: torch.Tensor, g: torch.Generator) -> tuple[t
     return lr, hr
 
 
-class SRLoader:
-    """Batches of an in-memory :class:`SRSplit`; whole-image splits give one image per batch.
+class SRLoader(EpochLoader):
+    """Batches of an in-memory :class:`SRSplit` as ``(lr, hr)`` in [0, 1]; whole-image splits give one
+    image per batch."""
 
-    The order of epoch ``e`` depends only on ``(seed, e)``; with ``world_size > 1`` each rank takes
-    its own equal share."""
+    def __init__(self, split: SRSplit, batch_size: int, *, drop_last: bool = False, **kwargs):
+        super().__init__(split, batch_size if split.stacked else 1, drop_last=drop_last and split.stacked, **kwargs)
 
-    def __init__(
-        self,
-        split: SRSplit,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        device: torch.device | str = "cpu",
-    ):
-        self.split, self.shuffle, self.seed = split, shuffle, seed
-        self.batch_size = batch_size if split.stacked else 1
-        self.drop_last = drop_last and split.stacked
-        self.rank, self.world_size = rank, world_size
-        self.device = torch.device(device)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self) -> torch.Tensor:
-        return epoch_indices(len(self.split), self.shuffle, self.seed, self.epoch, self.rank, self.world_size)
-
-    def __len__(self) -> int:
-        n = len(self._indices())
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        idx = self._indices()
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
-        for start in range(0, len(idx), self.batch_size):
-            batch = idx[start : start + self.batch_size]
-            if self.drop_last and len(batch) < self.batch_size:
-                break
-            if self.split.stacked:
-                lr, hr = self.split.lr[batch], self.split.hr[batch]
-            else:
-                i = int(batch[0])
-                lr, hr = self.split.lr[i].unsqueeze(0), self.split.hr[i].unsqueeze(0)
-            if self.split.augment:
-                lr, hr = _dihedral(lr, hr, g)
-            yield (
-                lr.float().div_(255).to(self.device, non_blocking=True),
-                hr.float().div_(255).to(self.device, non_blocking=True),
-            )
+    def load(self, batch: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.split.stacked:
+            lr, hr = self.split.lr[batch], self.split.hr[batch]
+        else:
+            i = int(batch[0])
+            lr, hr = self.split.lr[i].unsqueeze(0), self.split.hr[i].unsqueeze(0)
+        if self.split.augment:
+            lr, hr = _dihedral(lr, hr, g)
+        return lr.float().div_(255), hr.float().div_(255)
 
 
 def make_sr_loader(

@@ -89,11 +89,15 @@ class ParaDiSModel(nn.Module):
         the final layer, zero-padded to the length of the ``[1.0]`` features (footnote 3).
         ``grouped=False`` runs the sub-networks of every layer one after another (reference path)."""
         ctx = SwitchContext(self.resolve(switch), bn_update, grouped)
-        features = self.forward_features(x, ctx)
-        out = self.head(features, ctx)
+        out, features = self.output_and_features(x, ctx)
         if not return_features:
             return out
         return out, self.pad_features(features)
+
+    def output_and_features(self, x: torch.Tensor, ctx: SwitchContext | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (fused, or partial when extracted) output and the features it was computed from."""
+        features = self.forward_features(x, ctx)
+        return self.head(features, ctx), features
 
     def pad_features(self, features: torch.Tensor) -> torch.Tensor:
         missing = self.feature_base - features.shape[1]
@@ -140,7 +144,7 @@ class SubNetwork(nn.Module):
         self.body = body
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body.head(self.body.forward_features(x, None))
+        return self.body.output_and_features(x, None)[0]
 
 
 class Fusion(nn.Module):

@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from paradis.layers.context import BNUpdate, SwitchContext
+from paradis.layers.context import SwitchContext
 from paradis.layers.weightnorm import WNRangeConv2d
-from paradis.models.base import ExtractedSwitch, Fusion, ParaDiSModel, _plain_copy
+from paradis.models.base import ExtractedSwitch, Fusion, ParaDiSModel, SubNetwork, _plain_copy
 from paradis.models.registry import register_model
 from paradis.switch import SwitchLike
 
@@ -129,29 +129,14 @@ class WDSR(ParaDiSModel):
             y = block(y, ctx)
         return y
 
-    def upscale(self, x: torch.Tensor, ctx: SwitchContext | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (partial, when extracted) high-resolution image and the body's last feature maps."""
+    def output_and_features(self, x: torch.Tensor, ctx: SwitchContext | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (partial, when extracted) high-resolution image and the body's last feature maps; WDSR has
+        no BN, so ``model(x, switch, bn_update=...)`` ignores ``bn_update``."""
         features = self.forward_features(x, ctx)
         y = self.head(features, ctx)
         if self.skip.conv is not None:  # None on the extracted sub-networks other than the first
             y = y + self.skip(x, ctx)
         return F.pixel_shuffle(y, self.scale), features
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        switch: SwitchLike = "[1.0]",
-        *,
-        return_features: bool = False,
-        bn_update: BNUpdate = "momentum",
-        grouped: bool = True,
-    ):
-        """The fused super-resolved image of ``switch``; with ``return_features`` also the body's last
-        maps zero-padded to the ``[1.0]`` width. ``bn_update`` is accepted for the common interface
-        (WDSR has no BN)."""
-        ctx = SwitchContext(self.resolve(switch), bn_update, grouped)
-        out, features = self.upscale(x, ctx)
-        return (out, self.pad_features(features)) if return_features else out
 
     def pad_features(self, features: torch.Tensor) -> torch.Tensor:
         missing = self.feature_base - features.shape[1]
@@ -161,19 +146,8 @@ class WDSR(ParaDiSModel):
         """Plain sub-networks, each giving a partial image; their sum is the fused image (the skip
         branch, exit bias and image mean belong to sub-network 0)."""
         s = self.resolve(switch)
-        subnets = [SRSubNetwork(_plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
+        subnets = [SubNetwork(_plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
         return ExtractedSwitch(s, subnets, Fusion(None))
-
-
-class SRSubNetwork(nn.Module):
-    """One device's share of a WDSR switch: low-resolution image to partial high-resolution image."""
-
-    def __init__(self, body: WDSR):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body.upscale(x, None)[0]
 
 
 def _check_channels(num_classes: int, in_chans: int) -> None:
