@@ -63,6 +63,9 @@ class TensorSplit:
         idx = torch.randperm(len(self), generator=g)[:count].sort().values
         return TensorSplit(self.images[idx], self.labels[idx], self.mean, self.std, self.augment)
 
+    def loader(self, batch_size: int, **kwargs) -> TensorLoader:
+        return TensorLoader(self, batch_size, **kwargs)
+
 
 # Per-channel (mean, std) with which the loaders normalize each data set's images in [0, 1]; a
 # deployment's manifest states them (paradis.deploy).
@@ -285,10 +288,11 @@ def make_loader(
     world_size: int = 1,
     device: torch.device | str = "cpu",
 ):
-    """A :class:`TensorLoader` for in-memory splits, a ``DataLoader`` for folder data sets."""
-    if isinstance(split, TensorSplit):
-        return TensorLoader(
-            split,
+    """The split's own loader for in-memory splits (:class:`TensorLoader`, or
+    :class:`paradis.sr_data.SRLoader` for image pairs), a ``DataLoader`` for folder data sets; a data set
+    of whole images of different sizes (DIV2K validation) gives one image per batch."""
+    if hasattr(split, "loader"):
+        return split.loader(
             batch_size,
             shuffle=shuffle,
             seed=seed,
@@ -297,20 +301,20 @@ def make_loader(
             world_size=world_size,
             device=device,
         )
+    whole = getattr(getattr(split, "dataset", split), "whole_images", False)
     sampler = None
     if world_size > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(
             split, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
-    g = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
         split,
-        batch_size=batch_size,
+        batch_size=1 if whole else batch_size,
         shuffle=shuffle and sampler is None,
         sampler=sampler,
         num_workers=num_workers,
-        drop_last=drop_last,
-        generator=g,
+        drop_last=drop_last and not whole,
+        generator=torch.Generator().manual_seed(seed),
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
     )

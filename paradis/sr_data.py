@@ -44,6 +44,9 @@ class SRSplit:
     def stacked(self) -> bool:
         return isinstance(self.lr, torch.Tensor)
 
+    def loader(self, batch_size: int, **kwargs) -> SRLoader:
+        return SRLoader(self, batch_size, **kwargs)
+
     def subset(self, count: int | None, seed: int) -> SRSplit:
         if count is None or count >= len(self):
             return self
@@ -86,51 +89,6 @@ class SRLoader(EpochLoader):
         if self.split.augment:
             lr, hr = _dihedral(lr, hr, g)
         return lr.float().div_(255), hr.float().div_(255)
-
-
-def make_sr_loader(
-    split,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int = 0,
-    drop_last: bool = False,
-    num_workers: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    device: torch.device | str = "cpu",
-):
-    """An :class:`SRLoader` for in-memory splits, a ``DataLoader`` for DIV2K (one whole image per
-    batch for its validation split)."""
-    if isinstance(split, SRSplit):
-        return SRLoader(
-            split,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world_size,
-            device=device,
-        )
-    whole = getattr(getattr(split, "dataset", split), "whole_images", False)
-    bs = 1 if whole else batch_size
-    sampler = None
-    if world_size > 1:
-        sampler = torch.utils.data.distributed.DistributedSampler(
-            split, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
-    return torch.utils.data.DataLoader(
-        split,
-        batch_size=bs,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=drop_last and not whole,
-        generator=torch.Generator().manual_seed(seed),
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=num_workers > 0,
-    )
 
 
 # --- images ----------------------------------------------------------------------------------------

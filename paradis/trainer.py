@@ -232,10 +232,7 @@ def run_training(
 
     train_split = subset(splits.train, cfg.data.train_subset, t.seed)
     test_split = subset(splits.test, cfg.data.test_subset, t.seed)
-    loader_for = make_loader
-    if cfg.task == "super-resolution":
-        from paradis.sr_data import make_sr_loader as loader_for  # the same interface, (lr, hr) batches
-    train_loader = loader_for(
+    train_loader = make_loader(
         train_split,
         t.batch_size,
         shuffle=True,
@@ -255,10 +252,10 @@ def run_training(
         )
     eval_bs = cfg.evaluation.calibration_batch_size or t.batch_size
     calib_split = _calibration_split(train_split, cfg.evaluation.calibration_batches * eval_bs, t.seed)
-    test_loader = loader_for(test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
+    test_loader = make_loader(test_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
 
     def calibration():
-        loader = loader_for(calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
+        loader = make_loader(calib_split, eval_bs, shuffle=False, num_workers=cfg.data.num_workers, device=device)
         for i, batch in enumerate(loader):
             if i >= cfg.evaluation.calibration_batches:
                 break

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from paradis.data import make_loader
 from paradis.datasets import DataError, check_dataset
 from paradis.sr import bicubic_psnr, bicubic_upscale, psnr_y, rgb_to_y
 from paradis.sr_data import (
@@ -17,7 +18,6 @@ from paradis.sr_data import (
     load_div2k,
     load_photo,
     make_photo_splits,
-    make_sr_loader,
 )
 
 
@@ -110,7 +110,7 @@ def test_loader_augments_pairs_together_and_is_reproducible():
     again = list(SRLoader(split, 8, shuffle=True, seed=3, drop_last=True))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
     whole = SRSplit([lr[0], lr[1][:, :6]], [hr[0], hr[1][:, :12]], ["a", "b"])
-    assert [tuple(x.shape) for x, _ in make_sr_loader(whole, 8, shuffle=False)] == [(1, 3, 8, 8), (1, 3, 6, 8)]
+    assert [tuple(x.shape) for x, _ in make_loader(whole, 8, shuffle=False)] == [(1, 3, 8, 8), (1, 3, 6, 8)]
 
 
 def _symmetries():
@@ -149,9 +149,9 @@ def test_div2k_layout_is_read_and_missing_parts_are_named(tmp_path):
     check_dataset("div2k", tmp_path)
     splits = load_div2k(tmp_path, scale=2, patch_size=8, patches_per_image=3)
     assert len(splits.train) == 6 and len(splits.test) == 1
-    x, y = next(iter(make_sr_loader(splits.train, 4, shuffle=True)))
+    x, y = next(iter(make_loader(splits.train, 4, shuffle=True)))
     assert x.shape == (4, 3, 8, 8) and y.shape == (4, 3, 16, 16)
-    x, y = next(iter(make_sr_loader(splits.test, 4, shuffle=False)))
+    x, y = next(iter(make_loader(splits.test, 4, shuffle=False)))
     assert x.shape == (1, 3, 20, 25) and y.shape == (1, 3, 40, 50)  # HR cropped to 2x the LR size
     (tmp_path / "DIV2K_valid_LR_bicubic" / "X2" / "0801x2.png").unlink()
     with pytest.raises(DataError, match=r"0801x2\.png' is missing"):
