@@ -15,7 +15,8 @@ from benchmarks.common import Row, add_common_args, report, synchronize
 from paradis import calibrate_bn, create_model
 from paradis.config import PAPER_TABLE_SWITCHES, TrainingConfig
 from paradis.data import DataError, load_dataset, make_loader, subset
-from paradis.training import MethodPlanner, train_step
+from paradis.methods import make_planner
+from paradis.methods.step import train_step
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     batch = args.batch
     model = create_model("mobilenet_v1_small", num_classes=10, in_chans=1).to(device)
     cfg = TrainingConfig(method="paradis", switches=["[1.0]", "[0.5, 0.5]", "[4x0.25]"], batch_size=batch)
-    planner = MethodPlanner(cfg)
+    planner = make_planner(cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loader = make_loader(train, batch, shuffle=True, drop_last=True, device=device)
     model.train()

@@ -17,7 +17,8 @@ from benchmarks.common import Row, add_common_args, median_time, report
 from paradis import create_model
 from paradis.config import TrainingConfig
 from paradis.data import DataError, load_dataset, make_loader, subset
-from paradis.training import MethodPlanner, train_step
+from paradis.methods import make_planner
+from paradis.methods.step import train_step
 
 
 def loader_batch_time(loader, batches: int) -> float:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         batches = 4 if args.quick else 20
         load = loader_batch_time(loader, batches)
         model = create_model(model_name, num_classes=10, in_chans=size[0]).to(device).train()
-        plan = MethodPlanner(TrainingConfig(method="paradis")).next_plan()
+        plan = make_planner(TrainingConfig(method="paradis")).next_plan()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         x, y = next(iter(loader))
         step = median_time(partial(train_step, model, optimizer, x, y, plan), device, repeats=2 if args.quick else 5)

@@ -41,7 +41,7 @@ from benchmarks.common import Row, add_common_args, report
 from orchestration.deploy import DevicePool
 from paradis import calibrate_bn, create_model, profile
 from paradis.deploy import TrainedModel
-from paradis.evaluation import closest_in_cost
+from paradis.engine.evaluation import closest_in_cost
 from paradis.switch import parse_switch
 
 INPUTS = {"mobilenet_v1_small": (1, 28, 28), "resnet_small": (3, 32, 32), "mobilenet_v1": (3, 224, 224)}

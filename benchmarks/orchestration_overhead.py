@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 PLAIN = """
 import sys
 from orchestration.spec import grid_points, load_study, run_config_for
-from paradis.trainer import run_training
+from paradis.engine import run_training
 spec = load_study(sys.argv[1])
 for params in grid_points(spec):
     run_training(run_config_for(spec, params), log=lambda line: None)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from benchmarks.common import Row, add_common_args, interleaved_medians, report
 from paradis import create_model
 from paradis.config import TrainingConfig
-from paradis.training import MethodPlanner, train_step
+from paradis.methods import make_planner
+from paradis.methods.step import train_step
 
 MODELS = {"mobilenet_v1_small": (1, 28, 28), "resnet_small": (3, 32, 32)}
 
@@ -27,7 +28,7 @@ def measure_model(name: str, size: tuple[int, ...], batch: int, repeats: int, ar
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_chans=size[0]).to(device).train()
     cfg = TrainingConfig(method="paradis", switches=["[1.0]", "[0.5, 0.5]", "[4x0.25]"])
-    plan = MethodPlanner(cfg).next_plan()
+    plan = make_planner(cfg).next_plan()
     x = torch.randn(batch, *size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)

@@ -210,6 +210,11 @@ class Switch:
         ``0.25_0.5_0.75-0.5`` (stage widths joined by ``_``)."""
         return str(self)[1:-1].replace(", ", "-").replace("/", "_")
 
+    @classmethod
+    def from_slug(cls, slug: str) -> Switch:
+        """Inverse of :attr:`slug`."""
+        return parse_switch("[" + slug.replace("-", ", ").replace("_", "/") + "]")
+
     @property
     def key(self) -> str:
         """An identifier usable as a module buffer name (no dots), e.g. ``0p5_0p5``; stage widths are

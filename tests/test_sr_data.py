@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from paradis.data import make_loader
-from paradis.datasets import DataError, check_dataset
-from paradis.sr import bicubic_psnr, bicubic_upscale, psnr_y, rgb_to_y
-from paradis.sr_data import (
+from paradis.data import DataError, check_dataset
+from paradis.tasks.psnr import bicubic_psnr, bicubic_upscale, psnr_y, rgb_to_y
+from paradis.data.sr import (
     SKIMAGE_PHOTOS,
     SRLoader,
     SRSplit,

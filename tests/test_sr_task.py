@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from paradis import create_model, parse_switch
 from paradis.config import ConfigError, RunConfig, validate
 from paradis.data import DatasetInfo, Splits
-from paradis.evaluation import table_markdown
-from paradis.sr_data import SRSplit, bicubic_downscale
-from paradis.trainer import run_training
-from paradis.training import StepPlan, SwitchTask, objective, train_step
+from paradis.engine.evaluation import table_markdown
+from paradis.data.sr import SRSplit, bicubic_downscale
+from paradis.engine import run_training
+from paradis.methods import StepPlan, SwitchTask
+from paradis.methods.step import train_step
+from paradis.tasks import get_task
 
 SR = {"task": "super-resolution", "model": {"name": "wdsr_small"}, "data": {"name": "skimage-photos"}}
 
@@ -26,7 +28,7 @@ def _pairs(n: int, size: int, seed: int = 0) -> SRSplit:
 
 
 def test_super_resolution_step_trains_on_l1_and_decreases_the_loss():
-    model = create_model("wdsr_small", num_classes=3, wide_factor=1.0)
+    model = create_model("wdsr_small", wide_factor=1.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     split = _pairs(8, 12)
     lr, hr = split.lr.float() / 255, split.hr.float() / 255
@@ -43,12 +45,12 @@ def test_super_resolution_step_trains_on_l1_and_decreases_the_loss():
 
 
 def test_super_resolution_distillation_is_l1_to_the_teachers_detached_image():
-    obj = objective("super-resolution")
+    obj = get_task("super-resolution").objective()
     out, teacher = torch.rand(2, 3, 4, 4, requires_grad=True), torch.rand(2, 3, 4, 4, requires_grad=True)
     target = obj.teacher_target(teacher)
     assert not target.requires_grad
     torch.testing.assert_close(obj.teacher_loss(out, target), (out - teacher).abs().mean())
-    model = create_model("wdsr_small", num_classes=3, wide_factor=1.0)
+    model = create_model("wdsr_small", wide_factor=1.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     plan = StepPlan(
         (SwitchTask(parse_switch("[1.0]"), "labels"), SwitchTask(parse_switch("[4x0.25]"), "teacher")),
@@ -59,18 +61,18 @@ def test_super_resolution_distillation_is_l1_to_the_teachers_detached_image():
     with torch.no_grad():
         expected = F.l1_loss(model(x, "[4x0.25]"), model(x, "[1.0]"))
     assert res.losses[parse_switch("[4x0.25]")] == pytest.approx(float(expected), rel=1e-5)
-    with pytest.raises(ValueError, match="unknown task type 'segmentation'"):
-        objective("segmentation")
+    with pytest.raises(ValueError, match="unknown task 'segmentation'"):
+        get_task("segmentation")
 
 
 @pytest.mark.parametrize(
     ("data", "needle"),
     [
-        ({"task": "denoising"}, "task: Input should be 'classification' or 'super-resolution'"),
-        ({**SR, "model": {"name": "resnet_small"}}, "model.name: task super-resolution needs an image-to-image"),
-        ({**SR, "data": {"name": "fashion-mnist"}}, "data.name: task super-resolution needs an image-pair"),
-        ({"model": {"name": "wdsr"}}, "task: model 'wdsr' is for task super-resolution"),
-        ({"data": {"name": "div2k"}}, "task: data set 'div2k' is for task super-resolution"),
+        ({"task": "denoising"}, "task: unknown task 'denoising'; known: classification, super-resolution"),
+        ({**SR, "model": {"name": "resnet_small"}}, "model.name: 'resnet_small' is for task classification, but task is 'super-resolution' (for super-resolution: wdsr, wdsr_small)"),
+        ({**SR, "data": {"name": "fashion-mnist"}}, "data.name: 'fashion-mnist' is for task classification, but task is 'super-resolution' (for super-resolution: skimage-photos, div2k)"),
+        ({"model": {"name": "wdsr"}}, "model.name: 'wdsr' is for task super-resolution, but task is 'classification'"),
+        ({"data": {"name": "div2k"}}, "data.name: 'div2k' is for task super-resolution, but task is 'classification'"),
         ({**SR, "data": {"name": "skimage-photos", "sr": {"scale": 5}}}, "data.sr.scale"),
         ({**SR, "data": {"name": "skimage-photos", "sr": {"val_images": ["lena"]}}}, "data.sr.val_images"),
         ({**SR, "training": {"optimizer": {"name": "rmsprop"}}}, "training.optimizer.name"),
@@ -100,7 +102,7 @@ def test_super_resolution_allocates_no_wide_channels_unless_distilling_from_a_wi
 
 
 def test_run_training_reports_psnr_per_switch_and_the_bicubic_baseline():
-    splits = Splits(DatasetInfo("skimage-photos", 3, (3, 12, 12)), _pairs(32, 12), _pairs(4, 16, seed=1))
+    splits = Splits(DatasetInfo("skimage-photos", None, (3, 12, 12), task="super-resolution"), _pairs(32, 12), _pairs(4, 16, seed=1))
     cfg = validate(
         RunConfig,
         {

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from paradis.config import RunConfig
-from paradis.trainer import CheckpointError, load_checkpoint, lr_lambda, run_training
+from paradis.engine import CheckpointError, load_checkpoint, run_training
+from paradis.engine.optim import lr_lambda
 
 
 def small_config(train_size=256, **training):

@@ -4,20 +4,15 @@ import torch.nn.functional as F
 
 from paradis import create_model, parse_switch
 from paradis.config import TrainingConfig
-from paradis.training import (
-    MethodPlanner,
-    StepPlan,
-    SwitchTask,
-    describe_method,
-    soft_cross_entropy,
-    train_step,
-)
+from paradis.methods import StepPlan, SwitchTask, describe_method, make_planner
+from paradis.methods.step import train_step
+from paradis.tasks.classification import soft_cross_entropy
 
 S = parse_switch
 
 
 def plan_of(**kw):
-    return MethodPlanner(TrainingConfig(**kw)).next_plan()
+    return make_planner(TrainingConfig(**kw)).next_plan()
 
 
 def describe(plan):
@@ -65,7 +60,7 @@ def test_individual_and_slimmable_plans():
 
 
 def test_us_sandwich_rule_samples_grid_widths_without_tracking_their_statistics():
-    planner = MethodPlanner(TrainingConfig(method="us", us={"num_random": 2}))
+    planner = make_planner(TrainingConfig(method="us", us={"num_random": 2}))
     seen = set()
     for _ in range(20):
         plan = planner.next_plan()

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from paradis.layers import RangeConv2d, RangeLinear, SwitchableBatchNorm2d, SwitchContext, global_avg_pool
 from paradis.models.base import ParaDiSModel
-from paradis.models.registry import register_model
 
 # (output channels, stride) of each depthwise-separable block at width 1.0.
 IMAGENET_BLOCKS: tuple[tuple[int, int], ...] = (
@@ -72,13 +71,11 @@ class MobileNetV1(ParaDiSModel):
         return global_avg_pool(x)
 
 
-@register_model
 def mobilenet_v1(*, num_classes: int = 1000, wide_factor: float = 1.2, in_chans: int = 3) -> MobileNetV1:
     """MobileNet v1 for 224x224 ImageNet: [1.0] has 4,231,976 parameters and 568.7 M multiply-adds."""
     return MobileNetV1(num_classes=num_classes, wide_factor=wide_factor, in_chans=in_chans)
 
 
-@register_model
 def mobilenet_v1_small(*, num_classes: int = 10, wide_factor: float = 1.2, in_chans: int = 1) -> MobileNetV1:
     """A MobileNet v1 for 28x28 and 32x32 inputs (Fashion-MNIST, CIFAR)."""
     return MobileNetV1(

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from paradis.layers import RangeConv2d, RangeLinear, SwitchableBatchNorm2d, SwitchContext, global_avg_pool
 from paradis.models.base import ParaDiSModel
-from paradis.models.registry import register_model
 
 
 class Shortcut(nn.Module):
@@ -121,7 +120,6 @@ class ResNet(ParaDiSModel):
         return global_avg_pool(x)
 
 
-@register_model
 def resnet50(*, num_classes: int = 1000, wide_factor: float = 1.2, in_chans: int = 3) -> ResNet:
     """ResNet-50; its [1.0] switch is torchvision's resnet50 (25,557,032 parameters, 4,089 M MACs)."""
     return ResNet(
@@ -133,7 +131,6 @@ def resnet50(*, num_classes: int = 1000, wide_factor: float = 1.2, in_chans: int
     )
 
 
-@register_model
 def resnet_small(*, num_classes: int = 10, wide_factor: float = 1.2, in_chans: int = 1) -> ResNet:
     """A CIFAR-style bottleneck ResNet for 28x28 and 32x32 inputs (Fashion-MNIST, CIFAR)."""
     return ResNet(
@@ -148,7 +145,6 @@ def resnet_small(*, num_classes: int = 10, wide_factor: float = 1.2, in_chans: i
     )
 
 
-@register_model
 def resnet18(*, num_classes: int = 1000, wide_factor: float = 1.2, in_chans: int = 3) -> ResNet:
     """ResNet-18; its [1.0] switch is torchvision's resnet18."""
     return ResNet(

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from paradis.layers.context import SwitchContext
 from paradis.layers.weightnorm import WNRangeConv2d
 from paradis.models.base import ExtractedSwitch, Fusion, ParaDiSModel, SubNetwork, _plain_copy
-from paradis.models.registry import register_model
 from paradis.switch import SwitchLike
 
 
@@ -150,32 +149,13 @@ class WDSR(ParaDiSModel):
         return ExtractedSwitch(s, subnets, Fusion(None))
 
 
-def _check_channels(num_classes: int, in_chans: int) -> None:
-    if num_classes != in_chans:
-        raise ValueError(
-            f"WDSR outputs an image of its input's channels: num_classes {num_classes} must equal in_chans {in_chans}"
-        )
-
-
-@register_model
-def wdsr(
-    *, num_classes: int = 3, wide_factor: float = 1.0, in_chans: int = 3, scale: int = 2, init: str = "wdsr"
-) -> WDSR:
+def wdsr(*, wide_factor: float = 1.0, in_chans: int = 3, scale: int = 2, init: str = "wdsr") -> WDSR:
     """WDSR as in the paper's appendix D: 64 channels, 8 residual blocks, expansion 4, x2, with
-    WDSR's own initialisation.
-
-    ``num_classes`` is the registry's common argument; for an image-to-image model it is the output
-    channels, which must equal ``in_chans``.
-    """
-    _check_channels(num_classes, in_chans)
+    WDSR's own initialisation; the output image has the input's channels."""
     return WDSR(channels=64, blocks=8, expansion=4, scale=scale, in_chans=in_chans, wide_factor=wide_factor, init=init)
 
 
-@register_model
-def wdsr_small(
-    *, num_classes: int = 3, wide_factor: float = 1.0, in_chans: int = 3, scale: int = 2, init: str = "bicubic"
-) -> WDSR:
+def wdsr_small(*, wide_factor: float = 1.0, in_chans: int = 3, scale: int = 2, init: str = "bicubic") -> WDSR:
     """A reduced WDSR for short CPU runs: 32 channels, 4 residual blocks, expansion 4, x2; it starts
     from bicubic upsampling (``init="bicubic"``; ``"wdsr"`` for WDSR's own initialisation)."""
-    _check_channels(num_classes, in_chans)
     return WDSR(channels=32, blocks=4, expansion=4, scale=scale, in_chans=in_chans, wide_factor=wide_factor, init=init)

@@ -20,12 +20,12 @@ from paradis.deploy import (
     read_manifest,
     switch_table,
 )
-from paradis.trainer import run_training
+from paradis.engine import run_training
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A real checkpoint of paradis.trainer: one short epoch on synthetic data, evaluated."""
+    """A real checkpoint of paradis.engine: one short epoch on synthetic data, evaluated."""
     folder = tmp_path_factory.mktemp("ckpt")
     cfg = RunConfig.model_validate(
         {

@@ -243,3 +243,27 @@ def test_state_dict_round_trip_keeps_every_switch():
     x = torch.randn(2, *shape)
     for switch in ["[1.0]", "[4x0.25]", "[0.5, 0.25, 0.25]"]:
         torch.testing.assert_close(fresh(x, switch), model(x, switch))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_metadata_agrees_with_the_built_model(name):
+    """What the registry states without building a model is what the model is."""
+    from paradis.models import model_info
+
+    info = model_info(name)
+    model = create_model(name)
+    assert model.num_stages == info.num_stages
+    assert model.wide_factor == info.default_wide_factor
+    assert info.input_size[0] == info.in_chans
+    if info.task == "super-resolution":
+        out = model(torch.rand(1, info.in_chans, 8, 8), "[1.0]")
+        assert info.num_classes is None and out.shape[:2] == (1, info.in_chans)
+    else:
+        assert model.head.weight.shape[0] == info.num_classes
+        assert model.stem.weight.shape[1] == info.in_chans
+
+
+def test_super_resolution_models_need_no_num_classes_and_are_not_wide():
+    model = create_model("wdsr")
+    assert model.wide_factor == 1.0
+    assert sum(p.numel() for p in model.parameters()) == 2_374_132  # the reference WDSR x2

@@ -12,7 +12,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from paradis import create_model, parse_switch, profile
 from paradis.layers import SwitchContext, WNRangeConv2d
 from paradis.models.wdsr import WDSR
-from paradis.training import StepPlan, SwitchTask, train_step
+from paradis.methods import StepPlan, SwitchTask
+from paradis.methods.step import train_step
 
 SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]"]
 
@@ -69,19 +70,19 @@ def _randomize(model: nn.Module) -> None:
 
 
 def test_registered_models_have_the_papers_sizes():
-    model = create_model("wdsr", num_classes=3, wide_factor=1.0)
+    model = create_model("wdsr", wide_factor=1.0)
     assert model.feature_base == 64 and len(model.blocks) == 8
     assert model.blocks[0].conv1.weight_v.shape[:2] == (256, 64)  # expansion 4
     assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 20, 24)
-    assert create_model("wdsr_small", num_classes=3, scale=3)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
-    with pytest.raises(ValueError, match="num_classes 10 must equal in_chans 3"):
+    assert create_model("wdsr_small", scale=3)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
+    with pytest.raises(ValueError, match="image-to-image .* takes no num_classes"):
         create_model("wdsr", num_classes=10)
     assert not list(model.bn_layers())  # weight normalization, no BN
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_bicubic_initialisation_is_bicubic_upsampling_inside_the_border(scale):
-    model = create_model("wdsr_small", num_classes=3, scale=scale)  # init="bicubic" by default
+    model = create_model("wdsr_small", scale=scale)  # init="bicubic" by default
     with torch.no_grad():
         model.head.weight_g.zero_()  # silence the body: the skip branch alone
     x = torch.rand(2, 3, 12, 11)
@@ -89,14 +90,14 @@ def test_bicubic_initialisation_is_bicubic_upsampling_inside_the_border(scale):
     bicubic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
     for s in ["[1.0]", "[4x0.25]"]:
         torch.testing.assert_close(model(x, s)[inner], bicubic[inner], rtol=1e-5, atol=1e-5)
-    ychfan = create_model("wdsr", num_classes=3)
+    ychfan = create_model("wdsr")
     assert torch.equal(ychfan.head.weight_g, torch.ones(12)) and not torch.equal(
         ychfan.skip.conv.weight_g, model.skip.conv.weight_g
     )
 
 
 def test_full_switch_is_an_ordinary_weight_normalized_wdsr():
-    ours = create_model("wdsr", num_classes=3, wide_factor=1.2)  # the [1.0] slices sit inside wider tensors
+    ours = create_model("wdsr", wide_factor=1.2)  # the [1.0] slices sit inside wider tensors
     _randomize(ours)
     ref = ReferenceWDSR(64, 8, 4, 2)
     _copy_into_reference(ours, ref)
@@ -147,7 +148,7 @@ def _owned_by(layer: WNRangeConv2d, switch, index: int) -> list[tuple[torch.Tens
 def test_sub_networks_are_independent(index):
     """Redrawing every weight outside one sub-network's slices (norms included) leaves its partial
     output unchanged; the fused output changes."""
-    model = create_model("wdsr_small", num_classes=3, wide_factor=1.0).eval()
+    model = create_model("wdsr_small", wide_factor=1.0).eval()
     _randomize(model)
     s = parse_switch("[0.5, 0.25, 0.25]")
     x = torch.rand(2, 3, 9, 11)
@@ -170,7 +171,7 @@ def test_sub_networks_are_independent(index):
 
 
 def test_extraction_reproduces_the_fused_model_trained_and_untrained_switches():
-    model = create_model("wdsr_small", num_classes=3, wide_factor=1.2)
+    model = create_model("wdsr_small", wide_factor=1.2)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     plan = StepPlan(tuple(SwitchTask(parse_switch(s), "labels") for s in ["[1.0]", "[0.5, 0.5]", "[4x0.25]"]))
     lr, hr = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 16, 16)
@@ -188,7 +189,7 @@ def test_extraction_reproduces_the_fused_model_trained_and_untrained_switches():
 
 
 def test_costs_count_the_skip_branch_once_and_split_the_body():
-    model = create_model("wdsr_small", num_classes=3, wide_factor=1.0)
+    model = create_model("wdsr_small", wide_factor=1.0)
     size = (3, 16, 16)
     full, quarter = profile(model, "[1.0]", size), profile(model, "[4x0.25]", size)
     skip_macs = 16 * 16 * 12 * 3 * 25

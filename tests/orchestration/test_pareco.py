@@ -13,8 +13,9 @@ from orchestration.pareco import (
 from orchestration.run_study import main as run_study_main
 from paradis.config import RunConfig, TrainingConfig
 from paradis.switch import Switch, parse_switch
-from paradis.trainer import load_checkpoint, run_training
-from paradis.training import MethodPlanner, RandomProposer, StageSpace, StepResult
+from paradis.engine import load_checkpoint, run_training
+from paradis.methods import RandomProposer, StageSpace, make_planner
+from paradis.methods.step import StepResult
 from tests.orchestration.conftest import ROOT
 
 SPACE = StageSpace(num_stages=4, devices=1, widths=(0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0))
@@ -114,7 +115,7 @@ def test_planner_sandwich_and_feedback_every_tau():
     cfg = TrainingConfig(method="pareco", pareco={"num_sampled": 2, "refresh_every": 3})
     proposer = OptunaProposer(StageSpace.from_config(cfg, 4), seed=0, population_size=4)
     costs = []
-    planner = MethodPlanner(cfg, num_stages=4, proposer=proposer, cost=lambda s: costs.append(s) or width_sum(s))
+    planner = make_planner(cfg, num_stages=4, proposer=proposer, cost=lambda s: costs.append(s) or width_sum(s))
     assert planner.trained_switches == [parse_switch("[1.0]"), parse_switch("[0.25]")]
     for it in range(3):
         plan = planner.next_plan()
@@ -127,8 +128,8 @@ def test_planner_sandwich_and_feedback_every_tau():
         assert told == (6 if it == 2 else 0)
     assert len(proposer.history) >= len(sampled)
     with pytest.raises(ValueError, match="needs a multi-objective proposer"):
-        MethodPlanner(cfg, num_stages=4, cost=width_sum)
-    two = MethodPlanner(TrainingConfig(method="twostage"), num_stages=4, cost=width_sum)
+        make_planner(cfg, num_stages=4, cost=width_sum)
+    two = make_planner(TrainingConfig(method="twostage"), num_stages=4, cost=width_sum)
     assert isinstance(two.proposer, RandomProposer)
 
 

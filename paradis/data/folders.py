@@ -1,7 +1,5 @@
-"""The torch-free part of the data sets: names, folder checks and Fashion-MNIST's file layout.
-
-Kept apart from :mod:`paradis.data` so that validating a study does not import torch.
-"""
+"""The torch-free part of the data sets: folder checks and Fashion-MNIST's file layout, so that
+validating a study does not import torch."""
 
 from __future__ import annotations
 
@@ -33,8 +31,6 @@ SKIMAGE_PHOTOS = (
     "rocket",
 )
 DEFAULT_VAL_IMAGES = ("camera", "coffee", "rocket")
-SR_DATASETS = ("skimage-photos", "div2k")  # super-resolution: (low, high)-resolution image pairs
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "synthetic", *SR_DATASETS)
 _FMNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -120,24 +116,29 @@ def fashion_mnist_layout(root: str | os.PathLike | None) -> Path:
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
-def check_dataset(name: str, root: str | os.PathLike | None) -> None:
-    """Cheap check that a data set can be read, before any training starts (raises DataError)."""
-    if name == "fashion-mnist":
-        fashion_mnist_layout(root)
-    elif name in CIFAR_FOLDERS:
+def cifar_check(name: str):
+    def check(root: str | os.PathLike | None) -> None:
         if root is None or not (Path(root) / CIFAR_FOLDERS[name]).is_dir():
             raise DataError(f"{name} folder {str(root)!r} lacks {CIFAR_FOLDERS[name]}/ (the python version)")
-    elif name == "imagenet":
-        if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
-            raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
-    elif name == "skimage-photos":
-        import importlib.util
 
-        if importlib.util.find_spec("skimage") is None:
-            raise DataError("data set 'skimage-photos' needs scikit-image (pip install scikit-image)")
-    elif name == "div2k":
-        sub = ("DIV2K_train_HR", "DIV2K_train_LR_bicubic", "DIV2K_valid_HR", "DIV2K_valid_LR_bicubic")
-        if root is None or not all((Path(root) / s).is_dir() for s in sub):
-            raise DataError(f"div2k folder {str(root)!r} lacks {', '.join(sub)} (DIV2K's usual layout)")
-    elif name != "synthetic":
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return check
+
+
+def check_imagenet(root: str | os.PathLike | None) -> None:
+    if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
+        raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
+
+
+def check_skimage(root: str | os.PathLike | None = None) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("skimage") is None:
+        raise DataError("data set 'skimage-photos' needs scikit-image (pip install scikit-image)")
+
+
+DIV2K_FOLDERS = ("DIV2K_train_HR", "DIV2K_train_LR_bicubic", "DIV2K_valid_HR", "DIV2K_valid_LR_bicubic")
+
+
+def check_div2k(root: str | os.PathLike | None) -> None:
+    if root is None or not all((Path(root) / s).is_dir() for s in DIV2K_FOLDERS):
+        raise DataError(f"div2k folder {str(root)!r} lacks {', '.join(DIV2K_FOLDERS)} (DIV2K's usual layout)")

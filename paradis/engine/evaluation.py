@@ -7,13 +7,12 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-import torch
-
 from paradis.bn import calibrate_bn
 from paradis.costs import SwitchProfile, profile
 from paradis.models.base import ParaDiSModel
-from paradis.sr import bicubic_psnr, mean_psnr
 from paradis.switch import Switch, parse_switch
+from paradis.tasks import get_task
+from paradis.tasks.classification import accuracy  # noqa: F401  (re-exported: the calibrated top-k measure)
 
 
 @dataclass(frozen=True)
@@ -41,43 +40,6 @@ class SwitchResult:
         return asdict(self)
 
 
-@torch.no_grad()
-def accuracy(
-    model: ParaDiSModel, switch: Switch, loader: Iterable, *, topk: Sequence[int] = (1,), device=None
-) -> dict[int, float]:
-    """Top-k accuracies (fractions) of ``switch`` over ``loader``; the model must be calibrated."""
-    was_training = model.training
-    model.eval()
-    correct = dict.fromkeys(topk, 0)
-    total = 0
-    try:
-        for x, y in loader:
-            if device is not None:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x, switch)
-            k_max = min(max(topk), out.shape[1])
-            pred = out.topk(k_max, dim=1).indices
-            hits = pred.eq(y.view(-1, 1))
-            for k in topk:
-                correct[k] += int(hits[:, :k].any(dim=1).sum())
-            total += y.shape[0]
-    finally:
-        model.train(was_training)
-    if total == 0:
-        raise ValueError("the evaluation loader gave no samples")
-    return {k: correct[k] / total for k in topk}
-
-
-def switch_psnr(model: ParaDiSModel, switch: Switch, loader: Iterable, *, device=None) -> float:
-    """Mean PSNR (dB) of ``switch``'s super-resolved images over a loader of ``(lr, hr)`` pairs."""
-    was_training = model.training
-    model.eval()
-    try:
-        return mean_psnr(lambda lr, _scale: model(lr, switch), loader, device=device)
-    finally:
-        model.train(was_training)
-
-
 def closest_in_cost(targets: dict[str, int], candidates: dict[str, int]) -> dict[str, str]:
     """For each target (name -> multiply-adds), the candidate whose multiply-adds are closest."""
     return {
@@ -94,7 +56,7 @@ def evaluate_switches(
     test_loader: Iterable,
     input_size: Sequence[int],
     trained: Iterable[Switch] = (),
-    num_classes: int = 10,
+    num_classes: int | None = 10,
     device=None,
     matches: dict[Switch, str] | None = None,
     profiles: dict[Switch, SwitchProfile] | None = None,
@@ -103,23 +65,22 @@ def evaluate_switches(
     """Calibrate BN for each switch on fresh calibration batches (models without BN need none), then
     measure test accuracy, or for ``task_type="super-resolution"`` the PSNR beside bicubic's."""
     trained_set = set(trained)
-    topk = (1, 5) if num_classes >= 100 else (1,)
+    task = get_task(task_type)
     has_bn = next(model.bn_layers(), None) is not None
-    sr = task_type == "super-resolution"
-    baseline = bicubic_psnr(test_loader, device=device) if sr else None
+    baseline = task.baseline(test_loader, device=device)
     rows = []
     for s in switches:
         if has_bn:
             calibrate_bn(model, s, calibration(), device=device)
-        acc = {1: None} if sr else accuracy(model, s, test_loader, topk=topk, device=device)
+        measured = task.evaluate(model, s, test_loader, device=device, num_classes=num_classes)
         p = (profiles or {}).get(s) or profile(model, s, input_size)
         rows.append(
             SwitchResult(
                 switch=str(s),
                 trained=s in trained_set,
-                top1=acc[1],
-                top5=acc.get(5),
-                psnr=switch_psnr(model, s, test_loader, device=device) if sr else None,
+                top1=measured.get("top1"),
+                top5=measured.get("top5"),
+                psnr=measured.get("psnr"),
                 baseline_psnr=baseline,
                 macs=p.macs,
                 max_device_macs=p.max_device_macs,

@@ -1,24 +1,24 @@
-"""Typed configuration of one training run, read from YAML with ``yaml.safe_load`` only.
+"""Typed configuration of one training run (torch-free). Unknown keys are rejected; the allowed
+models, data sets, tasks and methods are those of their registries, and every error names the key
+path (``run.yaml: training.beta: must be >= 0 (got -1)``).
 
-Unknown keys are rejected, and every error names the file and the key path
-(``run.yaml: training.beta: must be >= 0 (got -1)``).
+:class:`RunConfig` is the run section that ``paradis train`` reads and that every study extends
+(``orchestration.spec.StudySpec``): it is declared once, here.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paradis.datasets import DATASETS, DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, SR_DATASETS
+from paradis.data.folders import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS
+from paradis.data.registry import dataset_info, list_datasets
+from paradis.methods import get_method
+from paradis.models.registry import list_models, model_info
 from paradis.switch import Switch, parse_switch
+from paradis.tasks import get_task, list_tasks
 
-Method = Literal["paradis", "us", "slimmable", "individual", "pareco", "twostage"]
 Distillation = Literal["none", "ipkd", "wide"]
 
 
@@ -37,23 +37,13 @@ def _switch(value: Any) -> str:
 SwitchStr = Annotated[str, Field(description="a switch in the paper's notation")]
 
 
-SR_MODELS = ("wdsr", "wdsr_small")  # image-to-image models, for task super-resolution
-BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v1_small", "resnet18", "resnet50", "resnet_small", *SR_MODELS)
-Task = Literal["classification", "super-resolution"]
-
-
 class ModelConfig(Strict):
     name: str = "mobilenet_v1_small"
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v in BUILTIN_MODELS:
-            return v
-        registry = sys.modules.get("paradis.models.registry")  # models registered in this process
-        known = sorted(set(BUILTIN_MODELS) | set(registry.list_models() if registry else ()))
-        if v not in known:
-            raise ValueError(f"unknown model {v!r}; known models: {', '.join(known)}")
+        model_info(v)  # an unknown name lists the registered ones
         return v
 
 
@@ -91,13 +81,16 @@ class DataConfig(Strict):
     image_size: int = Field(224, ge=8, le=1024, description="imagenet crops")
     synthetic_train: int = Field(512, gt=0, le=1_000_000)
     synthetic_test: int = Field(256, gt=0, le=1_000_000)
+    holdout: int | None = Field(
+        None, gt=0, le=100_000_000, description="training images held out (never trained on) for selection steps"
+    )
     sr: SRDataConfig = Field(default_factory=SRDataConfig)
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; known: {', '.join(DATASETS)}")
+        if v not in list_datasets():
+            raise ValueError(f"unknown data set {v!r}; known: {', '.join(list_datasets())}")
         return v
 
 
@@ -156,6 +149,8 @@ class ParecoConfig(Strict):
     num_sampled: int = Field(2, ge=0, le=64, description="M: sampled configurations per iteration")
     refresh_every: int = Field(10, ge=1, le=1_000_000, description="tau: iterations between proposer refreshes")
     proposer_seed: int = Field(0, ge=0, le=2**31 - 1)
+    proposer: Literal["nsga2", "tpe"] = Field("nsga2", description="PareCO: the multi-objective sampler proposing")
+    proposer_population: int = Field(16, ge=2, le=10_000, description="PareCO: the proposer's NSGA-II population")
 
     @model_validator(mode="after")
     def _ordered(self) -> ParecoConfig:
@@ -170,18 +165,8 @@ class ParecoConfig(Strict):
 
 DEFAULT_PARADIS_SWITCHES = ["[1.0]", "[0.5, 0.5]", "[4x0.25]"]
 PAPER_TABLE_SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
-_DEFAULT_DISTILLATION: dict[str, Distillation] = {
-    "paradis": "wide",
-    "us": "wide",
-    "slimmable": "none",
-    "individual": "none",
-    "pareco": "ipkd",
-    "twostage": "ipkd",
-}
-
-
 class TrainingConfig(Strict):
-    method: Method = "paradis"
+    method: str = Field("paradis", description="a registered method (paradis.methods)")
     switches: list[SwitchStr] = Field(default_factory=lambda: list(DEFAULT_PARADIS_SWITCHES))
     distillation: Distillation | None = Field(
         None, description="none | ipkd (from [1.0]) | wide (from the wide model); default per method"
@@ -207,10 +192,17 @@ class TrainingConfig(Strict):
             raise ValueError("switches is empty: train at least one switch")
         return [_switch(s) for s in v]
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        get_method(v)  # an unknown name lists the registered ones
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
+        method = get_method(self.method)
         if self.distillation is None:
-            object.__setattr__(self, "distillation", _DEFAULT_DISTILLATION[self.method])
+            object.__setattr__(self, "distillation", method.default_distillation)
         for i, s in enumerate(self.switches):
             if parse_switch(s).total_exact > parse_switch(self.wide_factor).total_exact:
                 raise ValueError(
@@ -219,26 +211,7 @@ class TrainingConfig(Strict):
                 )
         if len(set(self.switches)) != len(self.switches):
             raise ValueError(f"switches {self.switches} lists a switch twice")
-        if self.method == "individual":
-            if len(self.switches) != 1:
-                raise ValueError(f"method individual trains exactly one switch, got {len(self.switches)}")
-            if self.distillation != "none":
-                raise ValueError("method individual trains on the labels alone: distillation must be none")
-        if self.method == "slimmable" and any(not parse_switch(s).is_single for s in self.switches):
-            raise ValueError("method slimmable trains single-width switches such as [0.5], not lists")
-        if self.method in ("pareco", "twostage"):
-            p = self.pareco
-            if p.devices * p.max_width > self.wide_factor:
-                raise ValueError(
-                    f"pareco: {p.devices} device(s) of max_width {p.max_width:g} span more than the wide factor "
-                    f"{self.wide_factor:g}"
-                )
-            if self.beta > 0:
-                raise ValueError(f"method {self.method} does not distil features: beta must be 0")
-        if self.method == "us" and self.us.max_width > self.wide_factor:
-            raise ValueError(f"us.max_width {self.us.max_width} is wider than the wide factor {self.wide_factor}")
-        if self.beta > 0 and self.method != "us" and "[1.0]" not in self.switches:
-            raise ValueError("beta > 0 distils the [1.0] features, but [1.0] is not among the switches")
+        method.validate(self)
         for m in self.schedule.milestones:
             if m >= self.epochs and self.schedule.kind == "step":
                 raise ValueError(f"schedule.milestones: epoch {m} is not before the last epoch {self.epochs}")
@@ -285,7 +258,7 @@ class RunConfig(Strict):
     """One training run: model, data, training and evaluation, for a classification or a
     super-resolution task."""
 
-    task: Task = "classification"
+    task: str = Field("classification", description="a registered task (paradis.tasks)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -297,37 +270,40 @@ class RunConfig(Strict):
     )
     channels_last: bool = Field(False, description="NHWC activations and weights (faster convolutions on CPU and GPU)")
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in list_tasks():
+            raise ValueError(f"unknown task {v!r}; known: {', '.join(list_tasks())}")
+        return v
+
     @model_validator(mode="before")
     @classmethod
-    def _sr_defaults(cls, data: Any) -> Any:
-        """Super-resolution trains without distillation unless asked (the paper saw it hurt), and so
-        without a wide model: the network allocates no channels beyond ``[1.0]`` (WDSR's 64 at most)."""
-        if isinstance(data, dict) and data.get("task") == "super-resolution":
-            training = data.get("training", {})
-            if isinstance(training, dict) and training.get("distillation") is None:
-                training = {**training, "distillation": "none"}
-            if isinstance(training, dict) and training.get("distillation") != "wide":
-                training = {"wide_factor": 1.0, **training}
-            data = {**data, "training": training}
-        return data
+    def _task_defaults(cls, data: Any) -> Any:
+        """A task may default the distillation (super-resolution trains without it unless asked: the
+        paper saw it hurt), and without wide distillation such a model allocates no channels beyond
+        ``[1.0]`` (WDSR's 64 at most)."""
+        if not isinstance(data, dict) or data.get("task") not in list_tasks():
+            return data
+        task = get_task(data["task"])
+        training = data.get("training", {})
+        if not isinstance(training, dict):
+            return data
+        if task.default_distillation and training.get("distillation") is None:
+            training = {**training, "distillation": task.default_distillation}
+        if task.distils_only_from_wide and training.get("distillation") != "wide":
+            training = {"wide_factor": 1.0, **training}
+        return {**data, "training": training}
 
     @model_validator(mode="after")
     def _task_fits(self) -> RunConfig:
-        sr_data, sr_model = self.data.name in SR_DATASETS, self.model.name in SR_MODELS
-        if self.task == "super-resolution":
-            if not sr_data:
+        for key, entry in (("model.name", model_info(self.model.name)), ("data.name", dataset_info(self.data.name))):
+            if entry.task != self.task:
+                fitting = list_models(self.task) if key == "model.name" else list_datasets(self.task)
                 raise ValueError(
-                    f"data.name: task super-resolution needs an image-pair data set ({', '.join(SR_DATASETS)}), "
-                    f"got {self.data.name!r}"
+                    f"{key}: {entry.name!r} is for task {entry.task}, but task is {self.task!r} "
+                    f"(for {self.task}: {', '.join(fitting)})"
                 )
-            if not sr_model:
-                raise ValueError(
-                    f"model.name: task super-resolution needs an image-to-image model ({', '.join(SR_MODELS)}), "
-                    f"got {self.model.name!r}"
-                )
-        elif sr_data or sr_model:
-            what = f"data set {self.data.name!r}" if sr_data else f"model {self.model.name!r}"
-            raise ValueError(f"task: {what} is for task super-resolution, but task is {self.task!r}")
         return self
 
     @model_validator(mode="after")
@@ -341,94 +317,3 @@ class RunConfig(Strict):
         return self
 
 
-# --- loading ---------------------------------------------------------------------------------------
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_yaml(path: str | os.PathLike) -> dict:
-    """A YAML mapping from ``path`` (safe loading, duplicate keys rejected)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read: {err.strerror or err}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
-    if data is None:
-        raise ConfigError(f"{p}: the file is empty; expected a mapping of settings")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings at the top, got {type(data).__name__}")
-    return data
-
-
-def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars or lists)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected key.path=value")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"{source} {item!r}: cannot read the value {raw!r}") from None
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"{source} {item!r}: {part} is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return data
-
-
-def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per problem: ``source: key.path: message (got value)``."""
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(e["loc"]))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        nested = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", msg)
-        if nested and e["type"].startswith("value_error"):  # a check of a whole section names its key
-            loc, msg = f"{loc}.{nested.group(1)}" if loc else nested.group(1), nested.group(2)
-        got = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {e.get('input')!r})"
-        if e["type"].startswith("value_error") or e["type"] == "assertion_error":
-            got = ""
-        lines.append(f"{source}: {loc or '(top)'}: {msg}{got}")
-    return "\n".join(lines)
-
-
-def validate(model: type[BaseModel], data: dict, source: str, prefix: str = ""):
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, prefix).splitlines()[0]) from None
-
-
-def load_run_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or [])
-    return validate(RunConfig, data, str(path) if path is not None else "config")

@@ -1,39 +1,19 @@
-"""Data sets: Fashion-MNIST (the default), CIFAR-10/100, ImageNet folders and synthetic images.
+"""In-memory splits and their loaders, shared by every data set (classification and image pairs).
 
-Small data sets are held in memory as uint8 tensors and batched by :class:`TensorLoader`, which is
-far faster than a per-sample ``DataLoader`` on a few CPU cores. ImageNet goes through torchvision's
-``ImageFolder`` and a ``DataLoader``. Nothing is downloaded here: a missing or malformed folder is a
-:class:`DataError` naming the path and what was expected.
+Small data sets are held in memory as uint8 tensors and batched by an :class:`EpochLoader`, far faster
+than a per-sample ``DataLoader`` on a few CPU cores; folder data sets (ImageNet, DIV2K) go through
+torchvision's datasets and a ``DataLoader``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from paradis.datasets import (  # the torch-free part lives there
-    DATASETS,
-    DEBIAN_FASHION_MNIST,
-    SR_DATASETS,
-    DataError,
-    cache_dir,
-    check_dataset,
-    fashion_mnist_layout,
-)
-
-__all__ = ["DATASETS", "DEBIAN_FASHION_MNIST", "DataError", "cache_dir", "check_dataset", "load_dataset"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    input_size: tuple[int, int, int]  # C, H, W as the model sees it
+from paradis.data.registry import DatasetInfo
 
 
 @dataclass
@@ -65,126 +45,6 @@ class TensorSplit:
 
     def loader(self, batch_size: int, **kwargs) -> TensorLoader:
         return TensorLoader(self, batch_size, **kwargs)
-
-
-# Per-channel (mean, std) with which the loaders normalize each data set's images in [0, 1]; a
-# deployment's manifest states them (paradis.deploy).
-NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "fashion-mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-
-def normalization(name: str | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """``(mean, std)`` per channel of data set ``name`` (``None`` for one this module does not normalize)."""
-    if name == "synthetic":
-        return (0.5,) * channels, (0.25,) * channels
-    return NORMALIZATION.get(name or "")
-
-
-def load_fashion_mnist(root: str | os.PathLike | None = None) -> Splits:
-    import torchvision
-
-    layout = fashion_mnist_layout(root)
-    splits = []
-    for train in (True, False):
-        try:
-            ds = torchvision.datasets.FashionMNIST(str(layout), train=train, download=False)
-        except (RuntimeError, ValueError, OSError) as err:
-            raise DataError(f"Fashion-MNIST under {str(layout)!r} is malformed: {err}") from None
-        images = ds.data.unsqueeze(1).contiguous()
-        splits.append(TensorSplit(images, ds.targets.long(), *NORMALIZATION["fashion-mnist"]))
-    return Splits(DatasetInfo("fashion-mnist", 10, (1, 28, 28)), splits[0], splits[1])
-
-
-# --- CIFAR -----------------------------------------------------------------------------------------
-def load_cifar(name: str, root: str | os.PathLike | None) -> Splits:
-    import torchvision
-
-    if root is None:
-        raise DataError(f"data set {name!r} needs a root folder (data.root) holding the python version")
-    folder = Path(root)
-    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    expected = cls.base_folder
-    if not (folder / expected).is_dir():
-        raise DataError(f"{name} folder {str(folder)!r} lacks {expected}/ (the python version of the data set)")
-    splits = []
-    for train in (True, False):
-        try:
-            ds = cls(str(folder), train=train, download=False)
-        except (RuntimeError, ValueError, OSError) as err:
-            raise DataError(f"{name} under {str(folder)!r} is malformed: {err}") from None
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        mean, std = NORMALIZATION[name]
-        splits.append(TensorSplit(images, torch.tensor(ds.targets, dtype=torch.long), mean, std, augment=train))
-    classes = 10 if name == "cifar10" else 100
-    return Splits(DatasetInfo(name, classes, (3, 32, 32)), splits[0], splits[1])
-
-
-# --- ImageNet --------------------------------------------------------------------------------------
-IMAGENET_MEAN, IMAGENET_STD = NORMALIZATION["imagenet"]
-
-
-def load_imagenet(root: str | os.PathLike | None, image_size: int = 224) -> Splits:
-    import torchvision
-    from torchvision import transforms as T
-
-    if root is None:
-        raise DataError("data set 'imagenet' needs a root folder (data.root) with train/ and val/ class folders")
-    folder = Path(root)
-    for sub in ("train", "val"):
-        if not (folder / sub).is_dir():
-            raise DataError(f"imagenet folder {str(folder)!r} lacks {sub}/ (ImageFolder layout: {sub}/<class>/<image>)")
-    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-    val_tf = T.Compose([T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize])
-    try:
-        train = torchvision.datasets.ImageFolder(str(folder / "train"), transform=train_tf)
-        val = torchvision.datasets.ImageFolder(str(folder / "val"), transform=val_tf)
-    except (FileNotFoundError, RuntimeError) as err:
-        raise DataError(f"imagenet folder {str(folder)!r} is malformed: {err}") from None
-    if train.classes != val.classes:
-        raise DataError(f"imagenet folder {str(folder)!r}: train/ and val/ hold different classes")
-    return Splits(DatasetInfo("imagenet", len(train.classes), (3, image_size, image_size)), train, val)
-
-
-# --- synthetic -------------------------------------------------------------------------------------
-def make_synthetic(
-    num_classes: int = 10,
-    input_size: tuple[int, int, int] = (1, 28, 28),
-    train_size: int = 512,
-    test_size: int = 256,
-    seed: int = 0,
-) -> Splits:
-    """Class templates plus noise: learnable, deterministic, no files."""
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.rand(num_classes, *input_size, generator=g)
-
-    def split(n: int) -> TensorSplit:
-        labels = torch.randint(num_classes, (n,), generator=g)
-        noisy = templates[labels] * 0.6 + torch.rand(n, *input_size, generator=g) * 0.4
-        images = (noisy * 255).round().to(torch.uint8)
-        return TensorSplit(images, labels, *normalization("synthetic", input_size[0]))
-
-    return Splits(DatasetInfo("synthetic", num_classes, tuple(input_size)), split(train_size), split(test_size))
-
-
-def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Splits:
-    if name == "fashion-mnist":
-        return load_fashion_mnist(root)
-    if name in ("cifar10", "cifar100"):
-        return load_cifar(name, root)
-    if name == "imagenet":
-        return load_imagenet(root, **kwargs)
-    if name == "synthetic":
-        return make_synthetic(**kwargs)
-    if name in SR_DATASETS:
-        from paradis.sr_data import load_sr_dataset
-
-        return load_sr_dataset(name, root, **kwargs)
-    raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
 
 
 # --- loaders ---------------------------------------------------------------------------------------
@@ -289,7 +149,7 @@ def make_loader(
     device: torch.device | str = "cpu",
 ):
     """The split's own loader for in-memory splits (:class:`TensorLoader`, or
-    :class:`paradis.sr_data.SRLoader` for image pairs), a ``DataLoader`` for folder data sets; a data set
+    :class:`paradis.data.sr.SRLoader` for image pairs), a ``DataLoader`` for folder data sets; a data set
     of whole images of different sizes (DIV2K validation) gives one image per batch."""
     if hasattr(split, "loader"):
         return split.loader(
@@ -328,3 +188,30 @@ def subset(split, count: int | None, seed: int):
         return split
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.Subset(split, torch.randperm(len(split), generator=g)[:count].tolist())
+
+
+def holdout(split, n_train: int | None, n_val: int, seed: int):
+    """Disjoint training and validation parts of ``split`` from one fixed random permutation: at most
+    ``n_train`` images to train on (all the others when ``None``) and ``n_val`` held out, without
+    augmentation, for selection steps."""
+    total = len(split)
+    n_train = total - n_val if n_train is None else min(n_train, total - n_val)
+    if n_train <= 0:
+        raise ValueError(f"holding out {n_val} images leaves none of the {total} to train on")
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    parts = perm[:n_train].sort().values, perm[n_train : n_train + n_val].sort().values
+    if isinstance(split, TensorSplit):
+        train, val = (
+            TensorSplit(split.images[i], split.labels[i], split.mean, split.std, split.augment) for i in parts
+        )
+        return train, TensorSplit(val.images, val.labels, val.mean, val.std, augment=False)
+    if hasattr(split, "select"):
+        return split.select(parts[0]), split.select(parts[1], augment=False)
+    return tuple(torch.utils.data.Subset(split, i.tolist()) for i in parts)
+
+
+def without_augmentation(split):
+    """The same images without training augmentation (for BN calibration and selection)."""
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.images, split.labels, split.mean, split.std, augment=False)
+    return split

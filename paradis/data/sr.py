@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from paradis.data import DatasetInfo, EpochLoader, Splits
-from paradis.datasets import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError
+from paradis.data.folders import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError
+from paradis.data.registry import dataset_info
+from paradis.data.splits import EpochLoader, Splits
 
 
 # --- splits and loading ----------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def make_photo_splits(
         test = SRSplit(torch.stack(vl), torch.stack(vh), vs)
     else:
         test = SRSplit(vl, vh, vs)
-    return Splits(DatasetInfo("skimage-photos", 3, (3, patch_size, patch_size)), train, test)
+    return Splits(dataset_info("skimage-photos").sized(input_size=(3, patch_size, patch_size)), train, test)
 
 
 # --- DIV2K -----------------------------------------------------------------------------------------
@@ -283,26 +284,24 @@ def load_div2k(
 ) -> Splits:
     train = DIV2KPatches(div2k_files(root, "train", scale), scale, patch_size, patches_per_image)
     valid = DIV2KImages(div2k_files(root, "valid", scale), scale)
-    return Splits(DatasetInfo("div2k", 3, (3, patch_size, patch_size)), train, valid)
+    return Splits(dataset_info("div2k").sized(input_size=(3, patch_size, patch_size)), train, valid)
 
 
-def load_sr_dataset(name: str, root: str | os.PathLike | None = None, sr=None, *, seed: int = 0) -> Splits:
-    """``skimage-photos`` or ``div2k`` per ``sr`` (a :class:`paradis.config.SRDataConfig`; defaults
-    when ``None``)."""
-    if sr is None:
-        from paradis.config import SRDataConfig
+def load_photos(root, options, seed: int = 0) -> Splits:
+    """``skimage-photos`` per the data section's ``sr`` settings (registry loader)."""
+    sr = options.sr
+    return make_photo_splits(
+        scale=sr.scale,
+        patch_size=sr.patch_size,
+        patch_stride=sr.patch_stride,
+        max_patches_per_image=sr.max_patches_per_image,
+        val_images=sr.val_images,
+        eval_patch=sr.eval_patch,
+        seed=seed,
+    )
 
-        sr = SRDataConfig()
-    if name == "skimage-photos":
-        return make_photo_splits(
-            scale=sr.scale,
-            patch_size=sr.patch_size,
-            patch_stride=sr.patch_stride,
-            max_patches_per_image=sr.max_patches_per_image,
-            val_images=sr.val_images,
-            eval_patch=sr.eval_patch,
-            seed=seed,
-        )
-    if name == "div2k":
-        return load_div2k(root, scale=sr.scale, patch_size=sr.patch_size, patches_per_image=sr.patches_per_image)
-    raise DataError(f"unknown super-resolution data set {name!r}; known: skimage-photos, div2k")
+
+def load_div2k_splits(root, options, seed: int = 0) -> Splits:
+    """``div2k`` per the data section's ``sr`` settings (registry loader)."""
+    sr = options.sr
+    return load_div2k(root, scale=sr.scale, patch_size=sr.patch_size, patches_per_image=sr.patches_per_image)

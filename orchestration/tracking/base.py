@@ -1,0 +1,89 @@
+"""The tracking interface: what the study runner, the Tune callback and deploy may ask of a tracking
+backend. :class:`orchestration.tracking.mlflow.MlflowTracker` implements it; another backend is one
+class with these methods (and its construction in :func:`orchestration.tracking.open_tracker`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from paradis.engine.metrics import is_tracked
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or used."""
+
+
+class Tracker(Protocol):
+    """A study is a parent run; each trial a child run of it. Every call may be retried by the
+    implementation; none may stop training (the callers catch and report)."""
+
+    def start_study(self, name: str, tags: dict[str, str], texts: dict[str, str]) -> str:
+        """Open the study's run with its tags and text artifacts (path -> text); its id."""
+
+    def resume_study(self, run_id: str) -> None: ...
+
+    def start_trial(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """The child run of trial ``key``, created once (a resumed study finds it again)."""
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def log_table(self, run_id: str, rows: list[dict], artifact_file: str) -> None: ...
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None: ...
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None: ...
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None: ...
+
+    def finish(self, run_id: str, status: str) -> None:
+        """End a run: ``FINISHED`` or ``FAILED``."""
+
+    def run_metrics(self, run_id: str) -> dict[str, float]: ...
+
+    def download(self, run_id: str, artifact_path: str, dest: str) -> str: ...
+
+
+def paradis_home() -> Path:
+    """Where studies keep their default MLflow database and Ray results: an absolute path, so that a
+    ``ray job submit --working-dir`` copy never scatters runs into a temporary folder."""
+    return Path(os.environ.get("PARADIS_HOME") or Path.home() / "paradis").expanduser().resolve()
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``uri`` (the spec's), else ``MLFLOW_TRACKING_URI``, else an sqlite file at an absolute path."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            # a relative sqlite path would follow the job's temporary working directory
+            uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).expanduser().resolve())
+        return uri
+    return f"sqlite:///{paradis_home() / 'mlflow.db'}"
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def trial_metrics(result: dict) -> dict[str, float]:
+    """The numeric metrics of a trial's report that a tracking store keeps."""
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if is_tracked(k) or k == "hypervolume":
+            out[k] = float(v)
+    return out

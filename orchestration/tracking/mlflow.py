@@ -1,0 +1,177 @@
+"""The MLflow implementation of the tracking interface: one parent run per study, one nested child
+run per trial, all through an explicit ``MlflowClient`` (nothing depends on MLflow's global state),
+every call retried through short outages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestration.tracking.base import TrackingError, flatten
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a local store go beside its database (never into the working directory);
+    a tracking server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        root = Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment
+        return root.as_uri()
+    return None
+
+
+def make_client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def check_tracking(uri: str, timeout_s: float = 20.0) -> None:
+    """Fail early, before any training, if the store cannot be reached."""
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        make_client(uri).search_experiments(max_results=1)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingError(f"MLflow tracking store {uri} is not reachable: {first[:300]}") from None
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    if os.environ.get("PARADIS_GIT_COMMIT"):
+        return os.environ["PARADIS_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _retry(fn, *args, attempts: int = 5, delay: float = 1.0, **kwargs):
+    """Tracking calls are retried through short outages; training is never killed by them."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            if i == attempts - 1:
+                raise
+            time.sleep(delay * (2**i))
+    return None
+
+
+class MlflowTracker:
+    """:class:`orchestration.tracking.base.Tracker` on MLflow. Picklable: the client is made on demand."""
+
+    def __init__(self, uri: str, experiment: str, parent_run_id: str | None = None):
+        self.uri, self.experiment = uri, experiment
+        self.parent_run_id = parent_run_id
+        self._client = None
+        self._experiment_id: str | None = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client(self.uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=artifact_location(self.uri, self.experiment)
+                )
+            else:
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    # --- runs ------------------------------------------------------------------------------------
+    def start_study(self, name: str, tags: dict[str, str], texts: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"paradis.role": "study", **tags})
+        self.parent_run_id = run.info.run_id
+        for path, text in texts.items():
+            self.log_text(self.parent_run_id, text, path)
+        return self.parent_run_id
+
+    def resume_study(self, run_id: str) -> None:
+        self.parent_run_id = run_id
+        _retry(self.client.update_run, run_id, status="RUNNING")
+
+    def start_trial(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`paradis.trial_id` = '{key}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            if found[0].info.status != "RUNNING":
+                _retry(self.client.update_run, run_id, status="RUNNING")
+            return run_id
+        all_tags = {"mlflow.parentRunId": self.parent_run_id, "paradis.trial_id": key, "paradis.role": "trial"}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={**all_tags, **tags})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        if batch:
+            _retry(self.client.log_batch, run_id, metrics=batch)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            _retry(self.client.log_batch, run_id, params=items[i : i + 100])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            _retry(self.client.set_tag, run_id, k, v)
+
+    def log_table(self, run_id: str, rows: list[dict], artifact_file: str) -> None:
+        if rows:
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            data = {k: [r.get(k) for r in rows] for k in keys}
+            _retry(self.client.log_table, run_id, data=data, artifact_file=artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        _retry(self.client.log_text, run_id, text, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        _retry(self.client.log_figure, run_id, figure, artifact_file)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        _retry(self.client.log_artifact, run_id, local_path, artifact_path)
+
+    def finish(self, run_id: str, status: str) -> None:
+        _retry(self.client.set_terminated, run_id, status)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def download(self, run_id: str, artifact_path: str, dest: str) -> str:
+        return self.client.download_artifacts(run_id, artifact_path, dest)

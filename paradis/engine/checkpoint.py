@@ -1,0 +1,56 @@
+"""Checkpoints: written atomically beside the previous one, read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupted or of another format)."""
+
+
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically, keeping the previous checkpoint beside the new one: a crash mid-write, or a
+    file damaged later, still leaves a good checkpoint to resume from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a paradis checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def load_resumable(path: Path, map_location, log: Callable[[str], None]) -> dict | None:
+    """The newest readable checkpoint: ``path``, else the previous one, else ``None`` (start afresh).
+    A damaged file is reported, never retried in a loop."""
+    for candidate in (path, previous_checkpoint(path)):
+        if not candidate.exists():
+            continue
+        try:
+            return load_checkpoint(candidate, map_location=map_location)
+        except CheckpointError as err:
+            log(f"warning: {err}; trying an older checkpoint")
+    if path.exists() or previous_checkpoint(path).exists():
+        log(f"warning: no readable checkpoint in {path.parent}; training starts from scratch")
+    return None

@@ -1,0 +1,7 @@
+"""Tasks: one registered object each (:mod:`paradis.tasks.base`); a new task is one file here and its
+import below."""
+
+from paradis.tasks import classification, super_resolution  # noqa: F401  (registers the tasks)
+from paradis.tasks.base import Objective, Task, get_task, list_tasks, register_task
+
+__all__ = ["Objective", "Task", "get_task", "list_tasks", "register_task"]
