@@ -4,6 +4,8 @@
 
     python -m orchestration.deploy export --checkpoint ckpt/checkpoint.pt --switch "[0.5, 0.5]" --output out/
     python -m orchestration.deploy export --run-id 1a2b3c --switch "[4x0.25]" --output out/
+    python -m orchestration.deploy export --checkpoint ckpt/ --switch "[4x0.25]" --output out/ --format onnx \\
+        --quantize int8
     python -m orchestration.deploy plan --checkpoint ckpt/ --device a:1.0 --device b:0.5 --budget-ms 5 \\
         --measure-batch 64
     python -m orchestration.deploy serve-bench --checkpoint ckpt/ --switch "[0.5, 0.25, 0.25]" --switch "[0.5, 0.5]"
@@ -49,6 +51,7 @@ from paradis.deploy import (
     switch_table,
 )
 from paradis.deploy.export import accuracy_from_metrics, load_fusion
+from paradis.deploy.onnx import FORMATS, QUANTIZATIONS, EdgeOptions
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 
@@ -338,26 +341,25 @@ def _bias_of(trained: TrainedModel) -> torch.Tensor | None:
 
 # --- loading a trained model -----------------------------------------------------------------------
 def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> TrainedModel:
-    """The checkpoint of an MLflow trial run (artifact ``checkpoint/checkpoint.pt``), with the run's
-    ``acc/<switch>`` metrics as accuracies."""
-    from orchestration.spec import paradis_home
-    from orchestration.tracking import make_client
+    """The checkpoint of a tracked trial run (artifact ``checkpoint/checkpoint.pt``), with the run's
+    ``acc/<switch>`` metrics as accuracies; read through the tracking interface."""
+    from orchestration.tracking import open_tracker, resolve_tracking_uri
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paradis_home() / 'mlflow.db'}"
-    client = make_client(uri)
+    uri = resolve_tracking_uri(tracking_uri)
+    tracker = open_tracker(uri, experiment="")
     try:
-        run = client.get_run(run_id)
+        metrics = tracker.run_metrics(run_id)
     except Exception as err:
         raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {str(err).splitlines()[0][:200]}") from None
     with tempfile.TemporaryDirectory(prefix="paradis-deploy-") as d:
         try:
-            path = client.download_artifacts(run_id, "checkpoint/checkpoint.pt", d)
+            path = tracker.download(run_id, "checkpoint/checkpoint.pt", d)
         except Exception as err:
             raise ExportError(
                 f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): "
                 f"{str(err).splitlines()[0][:200]}"
             ) from None
-        trained = load_trained(path, accuracy=accuracy_from_metrics(run.data.metrics), **kwargs)
+        trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
     trained.source = f"mlflow run {run_id} ({uri})"
     return trained
 
@@ -374,17 +376,40 @@ def _load(args: argparse.Namespace) -> TrainedModel:
 # --- commands --------------------------------------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
     trained = _load(args)
-    m = export_switch(trained, args.switch, args.output, programs=not args.no_programs)
+    if args.dataset:
+        trained.dataset = args.dataset
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    edge = EdgeOptions(
+        formats=tuple(dict.fromkeys(args.format or ())),
+        quantize=args.quantize,
+        test_images=args.test_images,
+        calibration_batches=args.calibration_batches,
+        batch_size=args.calibration_batch_size,
+        data_root=args.data_root,
+        threads=args.threads,
+    )
+    t0 = time.perf_counter()
+    m = export_switch(trained, args.switch, args.output, programs=not args.no_programs, edge=edge)
+    seconds = time.perf_counter() - t0
     acc = "unknown" if m.accuracy is None else f"{100 * m.accuracy:.2f} %"
     print(
-        f"exported switch {m.switch} of {trained.source} to {args.output}: top-1 {acc}, "
+        f"exported switch {m.switch} of {trained.source} to {args.output} in {seconds:.1f} s: top-1 {acc}, "
         f"{m.macs / 1e6:.2f} MMACs ({m.max_device_macs / 1e6:.2f} on the busiest device)"
     )
     for d in m.devices:
+        files = [d.program_file, *d.artifacts.values()]
+        sizes = "".join(f", {f} {m.files[f]['bytes']} bytes" for f in files if f)
         print(
             f"  device {d.index}: width {d.width:g} {d.channels}, {d.macs / 1e6:.2f} MMACs, {d.params} params, "
-            f"{d.state_file} {d.file_bytes} bytes" + (f", {d.program_file}" if d.program_file else "")
+            f"{d.state_file} {d.file_bytes} bytes" + sizes
         )
+    for kind, info in m.artifacts.items():
+        print(f"  {kind}: written in {info['export_seconds']:.2f} s (all devices)")
+    if m.evaluation:
+        ev = m.evaluation
+        top1 = ", ".join(f"{k} {100 * v:.2f} % ({ev['seconds'][k]:.1f} s)" for k, v in ev["top1"].items())
+        print(f"  top-1 on {ev['images']} test images (fused): {top1}")
     return 0
 
 
@@ -466,7 +491,7 @@ def _serve_bench(args: argparse.Namespace) -> int:
 
 def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
     src = p.add_mutually_exclusive_group(required=required)
-    src.add_argument("--checkpoint", help="checkpoint.pt of paradis.trainer, a model.pt, or a folder holding one")
+    src.add_argument("--checkpoint", help="checkpoint.pt of paradis.engine, a model.pt, or a folder holding one")
     src.add_argument("--run-id", help="an MLflow trial run (its checkpoint artifact and acc/* metrics)")
     p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else $PARADIS_HOME/mlflow.db)")
     p.add_argument("--model", help="registry name, for a bare state dict (model.pt)")
@@ -482,6 +507,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--switch", required=True, help='e.g. "[0.5, 0.5]"')
     e.add_argument("--output", required=True, help="folder for device*.pt, device*.pt2, fusion.pt, manifest.json")
     e.add_argument("--no-programs", action="store_true", help="skip the torch.export programs")
+    e.add_argument(
+        "--format",
+        action="append",
+        choices=FORMATS,
+        help="also write device*.onnx (ONNX Runtime) or device*.pte (ExecuTorch, XNNPACK); repeatable",
+    )
+    e.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: also device*.int8.onnx (static, QDQ)")
+    e.add_argument(
+        "--test-images", type=int, help="test images that measure each format (default: the whole split; 0: none)"
+    )
+    e.add_argument(
+        "--calibration-batches", type=int, help="int8 calibration batches (default: the run's BN calibration)"
+    )
+    e.add_argument("--calibration-batch-size", type=int, help="default: the run's calibration batch size")
+    e.add_argument("--data-root", help="data folder (default: the run's data.root; Fashion-MNIST: Debian's)")
+    e.add_argument("--dataset", help="the data set, for a bare state dict (e.g. fashion-mnist)")
+    e.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: their own)")
     e.set_defaults(fn=_export)
     p = sub.add_parser("plan", help="choose the switch and device assignment for a latency budget")
     _add_source(p, required=False)

@@ -1,20 +1,21 @@
-"""PareCO's multi-objective parts on Optuna: the training-time proposer, the searches of a trained
-network (TwoStage's front search, the distributable search under a per-device budget) and the
-Pareto-front arithmetic (non-dominated points, hypervolume).
+"""PareCO's multi-objective parts on Optuna: the training-time proposer and the searches of a trained
+network (TwoStage's front search, the distributable search under a per-device budget). The front
+arithmetic is :mod:`orchestration.pareto`.
 
-The training step itself stays in :mod:`paradis.training`; it receives :class:`OptunaProposer`
+The training step itself stays in :mod:`paradis.methods`; it receives :class:`OptunaProposer`
 through ``run_training(..., proposer=...)``, so that ``paradis`` never imports Optuna.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 
 import optuna
 
+from orchestration.pareto import dominates
+from paradis.methods import StageSpace, get_method
+from paradis.models.registry import model_info
 from paradis.switch import Switch, parse_switch
-from paradis.training import StageSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -109,7 +110,7 @@ class OptunaProposer:
         remaining = [(s, loss, cost) for s, (loss, cost) in best.items()]
         chosen: list[Switch] = []
         while remaining and len(chosen) < count:
-            layer = [p for p in remaining if not any(_dominates_min(q[1:], p[1:]) for q in remaining)]
+            layer = [p for p in remaining if not any(dominates(q[1:], p[1:]) for q in remaining)]
             for s, _, _ in sorted(layer, key=lambda p: p[2]):
                 if len(chosen) < count:
                     chosen.append(parse_switch(s))
@@ -117,62 +118,14 @@ class OptunaProposer:
         return chosen
 
 
-def proposer_for(cfg, *, sampler: str = "nsga2", population_size: int = 16) -> OptunaProposer | None:
-    """The proposer a run of method ``pareco`` trains with (``None`` for the other methods)."""
-    if cfg.training.method != "pareco":
+def proposer_for(cfg) -> OptunaProposer | None:
+    """The proposer a run trains with, when its method needs one (``training.pareco.proposer``,
+    ``proposer_population``, ``proposer_seed``); ``None`` otherwise."""
+    if not get_method(cfg.training.method).needs_proposer:
         return None
-    from paradis.models import create_model
-
-    model = create_model(cfg.model.name, num_classes=10, wide_factor=cfg.training.wide_factor)
-    space = StageSpace.from_config(cfg.training, model.num_stages)
-    return OptunaProposer(
-        space, sampler=sampler, seed=cfg.training.pareco.proposer_seed, population_size=population_size
-    )
-
-
-def _dominates_min(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-# --- fronts ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrontPoint:
-    """One evaluated configuration: validation and test top-1, multiply-adds in total and per device."""
-
-    method: str
-    switch: str
-    macs: int
-    max_device_macs: int
-    val_top1: float | None
-    top1: float | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def non_dominated(points: Iterable[tuple[float, float]]) -> list[int]:
-    """Indices of the points ``(cost, accuracy)`` no other point beats (lower cost, higher accuracy)."""
-    pts = list(points)
-    keep = []
-    for i, (c, a) in enumerate(pts):
-        dominated = any((c2 <= c and a2 >= a) and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(pts) if j != i)
-        if not dominated:
-            keep.append(i)
-    return keep
-
-
-def hypervolume(points: Iterable[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Area dominated by ``(cost, accuracy)`` points and bounded by ``reference = (cost, accuracy)``:
-    the union of the rectangles ``[cost, ref cost] x [ref accuracy, accuracy]``. Points costing more or
-    scoring lower than the reference add nothing."""
-    ref_c, ref_a = reference
-    pts = sorted((c, a) for c, a in points if c < ref_c and a > ref_a)
-    area, best = 0.0, ref_a
-    for k, (c, a) in enumerate(pts):
-        best = max(best, a)
-        nxt = pts[k + 1][0] if k + 1 < len(pts) else ref_c
-        area += (nxt - c) * (best - ref_a)
-    return area
+    p = cfg.training.pareco
+    space = StageSpace.from_config(cfg.training, model_info(cfg.model.name).num_stages)
+    return OptunaProposer(space, sampler=p.proposer, seed=p.proposer_seed, population_size=p.proposer_population)
 
 
 # --- searches of a trained network -------------------------------------------------------------------

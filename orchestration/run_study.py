@@ -1,4 +1,4 @@
-"""Run a study: ``python orchestration/run_study.py studies/quickstart.yaml``.
+"""Run a study: ``python orchestration/run_study.py studies/quickstart.yaml`` (or ``paradis-study``).
 
 Locally this starts an embedded Ray; with ``RAY_ADDRESS`` set, or under ``ray job submit``, it joins
 that cluster. Runs are tracked in MLflow (the spec's URI, else ``MLFLOW_TRACKING_URI``, else
@@ -19,8 +19,9 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from orchestration.spec import check_resources, load_study, local_gpu_count  # noqa: E402
+from orchestration.tracking.base import TrackingError  # noqa: E402
 from paradis.config import ConfigError  # noqa: E402
-from paradis.datasets import DataError, check_dataset  # noqa: E402
+from paradis.data import DataError, check_dataset  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,10 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from orchestration.spec import is_pareco_spec
-
-    if is_pareco_spec(args.spec):  # ``kind: pareco``: methods trained in sequence, fronts compared
-        return run_pareco(args)
     try:
         spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
     except ConfigError as err:
@@ -49,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
 
         print(dry_run_text(spec))
         return 0
-    from orchestration.tracking import TrackingError
-
     try:
         if not (args.address or os.environ.get("RAY_ADDRESS")):  # a remote cluster is checked once joined
             check_resources(spec, args.spec, local_gpu_count())
@@ -73,7 +68,7 @@ def _preflight(spec) -> str:
     from orchestration.tracking import check_tracking, resolve_tracking_uri
 
     check_dataset(spec.data.name, spec.data.root)
-    uri = resolve_tracking_uri(spec)
+    uri = resolve_tracking_uri(spec.tracking.uri)
     check_tracking(uri)
     return uri
 
@@ -82,29 +77,6 @@ def _error(err: Exception, source: str | None = None) -> int:
     """One line on stderr, exit status 2: a usage error, never a traceback."""
     print(f"run_study: error: {f'{source}: ' if source else ''}{err}", file=sys.stderr)
     return 2
-
-
-def run_pareco(args: argparse.Namespace) -> int:
-    from orchestration.pareco_study import load_pareco_study, run_pareco_study
-    from orchestration.tracking import TrackingError
-
-    try:
-        spec = load_pareco_study(args.spec, args.set, smoke=args.smoke)
-        if args.resume:
-            raise ConfigError(f"{args.spec}: --resume: a PareCO study runs in one process and cannot be resumed")
-        if args.dry_run:
-            for name in spec.methods:
-                cfg = spec.run_config(name)
-                t = cfg.training
-                options = t.pareco if t.method in ("pareco", "twostage") else t.us
-                print(f"{name}: {t.method}, {t.epochs} epochs, {options.model_dump(mode='json')}")
-            return 0
-        uri = _preflight(spec)
-    except ConfigError as err:
-        return _error(err)
-    except (DataError, TrackingError) as err:
-        return _error(err, args.spec)
-    return run_pareco_study(spec, Path(args.spec).read_text(), uri)
 
 
 if __name__ == "__main__":

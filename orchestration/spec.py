@@ -1,6 +1,11 @@
-"""The study spec (``studies/*.yaml``): a base run configuration, a search over its keys, and how to
-run and track the trials. Parsed with ``yaml.safe_load`` semantics into models that reject unknown
-keys; every error names the file and the key path."""
+"""The study spec (``studies/*.yaml``): a run configuration (exactly the keys ``paradis train`` reads,
+declared once in :class:`paradis.config.RunConfig`) plus a search over its keys, how to select
+fronts, and how to run and track the trials. Parsed with ``yaml.safe_load`` semantics into models
+that reject unknown keys; every error names the file and the key path.
+
+A trial's run configuration is made from the spec's own data (the file after ``--smoke`` and
+``--set``), by :func:`run_config_for`: the dry run, the checks before Ray starts and the trial itself
+call that one function on the same data, so what passes the checks is what the trial runs."""
 
 from __future__ import annotations
 
@@ -11,29 +16,21 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from orchestration.tracking.base import paradis_home
 from paradis.config import (
     ConfigError,
     DataConfig,
-    EvaluationConfig,
     ModelConfig,
     RunConfig,
     Strict,
-    TrainingConfig,
     apply_overrides,
     format_validation_error,
     read_yaml,
 )
+from paradis.methods import get_method
 from paradis.switch import parse_switch
-
-PARADIS_HOME_ENV = "PARADIS_HOME"
-
-
-def paradis_home() -> Path:
-    """Where studies keep their default MLflow database and Ray results: an absolute path, so that a
-    ``ray job submit --working-dir`` copy never scatters runs into a temporary folder."""
-    return Path(os.environ.get(PARADIS_HOME_ENV) or Path.home() / "paradis").expanduser().resolve()
 
 
 class TrackingSpec(Strict):
@@ -93,6 +90,10 @@ class SearchSpec(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     sampler: Literal["tpe", "nsga2"] = "tpe"
     objectives: list[Objective] = Field(default_factory=lambda: [Objective()])
+    reference: list[float] | None = Field(
+        None, description="multi-objective: the hypervolume's reference point, one value per objective "
+        "(default: the worst value of each objective among the finished trials)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:
@@ -108,6 +109,8 @@ class SearchSpec(Strict):
             raise ValueError("space.variant: the name 'variant' is reserved for variants")
         if self.kind == "optuna" and self.sampler == "nsga2" and len(self.objectives) < 2:
             raise ValueError("sampler nsga2 is for several objectives; give at least two")
+        if self.reference is not None and len(self.reference) != len(self.objectives):
+            raise ValueError(f"reference {self.reference} needs one value per objective ({len(self.objectives)})")
         return self
 
 
@@ -130,16 +133,75 @@ class FailureSpec(Strict):
     max_failures: int = Field(2, ge=-1, le=1000, description="retries of a failed trial (-1: forever)")
 
 
-class StudySpec(Strict):
+class ReferenceSpec(Strict):
+    """The reference point of a front's hypervolume: a cost (a fraction of the ``[1.0]`` network's
+    multiply-adds) and a top-1 accuracy; only what costs less and scores more counts."""
+
+    macs_fraction: float = Field(1.0, gt=0, le=10)
+    top1: float = Field(0.5, ge=0, lt=1)
+
+
+class FrontSpec(Strict):
+    """Front selection at the end of each trial whose method has a front (us, slimmable, pareco,
+    twostage): the method's configurations are measured on ``validation`` training images held out
+    of training, the non-dominated ones on the test split."""
+
+    validation: int = Field(1000, gt=0, le=10_000_000, description="images held out of the training split")
+    evaluations: int = Field(24, gt=0, le=100_000, description="configurations each method may evaluate")
+    sampler: Literal["nsga2", "tpe"] = Field("nsga2", description="TwoStage's search after training")
+    population_size: int = Field(8, ge=2, le=10_000)
+    history_last: int | None = Field(None, gt=0, description="PareCO: the latest observations to rank")
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class DistributableSpec(Strict):
+    """The best per-stage ``k``-device switch under per-device budgets, searched at the end of the
+    trial of variant ``variant`` (a PareCO or TwoStage method trained with ``training.pareco.devices: k``)."""
+
+    variant: str
+    budgets: list[float] = Field(description="per-device multiply-adds, as fractions of the [1.0] network's")
+    trials: int = Field(16, gt=0, le=100_000)
+    uniform: list[str] = Field(default_factory=list, description="uniform switches evaluated beside the found ones")
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < b <= 10 for b in v):
+            raise ValueError(f"budgets {v} must be a non-empty list of fractions in (0, 10]")
+        return v
+
+    @field_validator("uniform", mode="before")
+    @classmethod
+    def _switches(cls, v: Any) -> Any:
+        return [str(parse_switch(s)) for s in v] if isinstance(v, list) else v
+
+
+# The keys of a spec that are not its run configuration.
+STUDY_KEYS = (
+    "name",
+    "description",
+    "tracking",
+    "switch_sets",
+    "search",
+    "scheduler",
+    "resources",
+    "failure",
+    "storage_path",
+    "front",
+    "distributable",
+)
+
+
+class StudySpec(RunConfig):
+    """A run configuration and the study around it. A study names its ``model`` and ``data`` (it is
+    a record of what was trained); everything else may default."""
+
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
-    task: Literal["classification", "super-resolution"] = "classification"
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelConfig
+    data: DataConfig
     switch_sets: dict[str, list[str]] = Field(
         default_factory=dict, description="named switch lists that a search may choose among"
     )
@@ -148,6 +210,18 @@ class StudySpec(Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
     storage_path: str | None = Field(None, description="Ray results and checkpoints; default ~/paradis/ray_results")
+    front: FrontSpec | None = Field(None, description="select an accuracy-cost front at the end of each trial")
+    distributable: DistributableSpec | None = None
+    _data: dict = PrivateAttr(default_factory=dict)  # what the spec was validated from
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_model_and_data(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("model", "data"):
+                if isinstance(data.get(key), dict) and "name" not in data[key]:
+                    raise ValueError(f"{key}.name: a study names the {key} it trains (required key is missing)")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -168,21 +242,29 @@ class StudySpec(Strict):
             out[name] = [str(parse_switch(s)) for s in switches]
         return out
 
+    @model_validator(mode="after")
+    def _fronts(self) -> StudySpec:
+        d = self.distributable
+        if d is not None and d.variant not in self.search.variants:
+            raise ValueError(f"distributable.variant: {d.variant!r} is not one of search.variants")
+        if d is not None and self.front is None:
+            raise ValueError("distributable: the distributable search runs in the front step; add a front section")
+        if self.front is not None and self.resources.workers_per_trial > 1:
+            raise ValueError("front: front selection runs in one-worker trials (resources.workers_per_trial: 1)")
+        return self
+
     # --- derived ---------------------------------------------------------------------------------
-    def base_run_dict(self) -> dict:
-        return {
-            "task": self.task,
-            "model": self.model.model_dump(mode="json"),
-            "data": self.data.model_dump(mode="json"),
-            # an unset distillation follows each trial's method (a grid may vary the method)
-            "training": self.training.model_dump(
-                mode="json",
-                exclude=None if "distillation" in self.training.model_fields_set else {"distillation"},
-            ),
-            "evaluation": self.evaluation.model_dump(mode="json"),
-            "device": self.device,
-            "threads": max(1, int(self.resources.cpus_per_worker)),
-        }
+    @property
+    def data_dict(self) -> dict:
+        """The data the spec was validated from (after ``--smoke`` and ``--set``): what trials get."""
+        return copy.deepcopy(self._data)
+
+    def run_section(self) -> dict:
+        """The run configuration's part of the spec's own data, the trials' threads defaulting to
+        their CPUs."""
+        run = {k: copy.deepcopy(v) for k, v in self._data.items() if k not in STUDY_KEYS}
+        run.setdefault("threads", max(1, int(self.resources.cpus_per_worker)))
+        return run
 
     def resolved_storage_path(self) -> Path:
         if self.storage_path:
@@ -193,34 +275,66 @@ class StudySpec(Strict):
         return self.tracking.experiment or self.name
 
 
+def study_from_data(data: dict, source: str) -> StudySpec:
+    """Validate a spec's data (one line naming the key on error) and keep the data with it."""
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+    spec._data = copy.deepcopy(data)
+    return spec
+
+
 _SWITCH_LIST_KEYS = ("training.switches", "evaluation.switches", "evaluation.match_switches")
 
 
-def run_config_for(spec: StudySpec, params: dict[str, Any], source: str = "trial") -> RunConfig:
-    """The run configuration of one trial: the base configuration with ``params`` (dotted keys) set.
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set a dotted key; a mapping merges into the section already there (an override of one key of
+    a section never resets its other keys)."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for k, v in value.items():
+            set_key(node[last], k, v)
+    else:
+        node[last] = copy.deepcopy(value)
 
-    A value naming one of the spec's ``switch_sets`` stands for that list of switches.
-    """
-    data = copy.deepcopy(spec.base_run_dict())
+
+def trial_params(spec: StudySpec, params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A trial's dotted keys and values: its variant's, then its searched values; a value naming one
+    of the spec's ``switch_sets`` stands for that list of switches."""
     params = dict(params)
     variant = params.pop("variant", None)
-    if variant is not None:
-        params = {**spec.search.variants[variant], **params}
-    items = []
-    for key, value in params.items():
+    items = list(spec.search.variants[variant].items()) if variant is not None else []
+    items += list(params.items())
+    out = []
+    for key, value in items:
         if key in _SWITCH_LIST_KEYS and isinstance(value, str) and value in spec.switch_sets:
             value = spec.switch_sets[value]
-        items.append((key, value))
-    for key, value in items:
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(value)
+        out.append((key, value))
+    return out
+
+
+def run_config_for(spec: StudySpec, params: dict[str, Any], source: str = "trial") -> RunConfig:
+    """The run configuration of one trial: the spec's run section with its variant and searched
+    values set (sections merge), and the front's validation images held out when the trial's method
+    has a front."""
+    data = spec.run_section()
+    for key, value in trial_params(spec, params):
+        set_key(data, key, value)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+    if spec.front is not None and get_method(cfg.training.method).front is not None and not cfg.data.holdout:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"holdout": spec.front.validation})})
+    return cfg
 
 
 def _key_exists(key: str) -> bool:
@@ -333,20 +447,11 @@ def apply_smoke(data: dict) -> dict:
         sch["grace_period"] = 1
     res = data.setdefault("resources", {})
     res["gpus_per_worker"] = 0
+    if isinstance(data.get("front"), dict):
+        data["front"].update(validation=256, evaluations=4)
+    if isinstance(data.get("distributable"), dict):
+        data["distributable"]["trials"] = 3
     return data
-
-
-PARECO_KIND = "pareco"
-
-
-def is_pareco_spec(path: str) -> bool:
-    """Whether the YAML file at ``path`` is a PareCO study (top-level ``kind: pareco``). Torch-free, so
-    that a malformed study is still rejected in a fraction of a second."""
-    try:
-        data = read_yaml(path)
-    except ConfigError:
-        return False
-    return isinstance(data, dict) and data.get("kind") == PARECO_KIND
 
 
 def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
@@ -359,9 +464,6 @@ def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, s
     if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
         # trials run in their own working directories: pin the folder the user meant
         data["data"]["root"] = str(Path(root).expanduser().resolve())
-    try:
-        spec = StudySpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+    spec = study_from_data(data, source)
     check_study(spec, source)
     return spec

@@ -1,7 +1,8 @@
 """The Ray Tune function trainable of a study, and the Ray Train worker loop for several workers.
 
-Both paths run :func:`paradis.trainer.run_training`; they differ only in how progress is reported
-(``ray.tune.report`` in the trial process, ``ray.train.report`` from each DDP worker).
+Both paths run :class:`paradis.engine.Trainer`; they differ only in how progress is reported
+(``ray.tune.report`` in the trial process, ``ray.train.report`` from each DDP worker). A trial whose
+method has a front ends with the front step (:mod:`orchestration.fronts`) when the study asks for it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 from orchestration.faults import maybe_inject
 from orchestration.pareco import proposer_for
-from orchestration.spec import StudySpec, run_config_for
+from orchestration.spec import StudySpec, run_config_for, study_from_data
+from orchestration.tracking.callback import FAILED_KEY
 from paradis.config import RunConfig
-from paradis.trainer import DistributedInfo, EpochReport, NonFiniteLoss, run_training
+from paradis.engine import DistributedInfo, EpochReport, NonFiniteLoss, Trainer
+from paradis.methods import get_method
 
-FAILED_KEY = "failed_reason"
+__all__ = ["FAILED_KEY", "report_metrics", "study_trial", "train_worker"]
 
 
 def report_metrics(report: EpochReport) -> dict[str, Any]:
@@ -34,9 +37,9 @@ def _restore(checkpoint, workdir: Path) -> None:
         checkpoint.to_directory(str(workdir))
 
 
-def study_trial(config: dict[str, Any], spec_json: str) -> None:
-    """Ray Tune function trainable: one trial of the study."""
-    spec = StudySpec.model_validate_json(spec_json)
+def study_trial(config: dict[str, Any], spec_data: str) -> None:
+    """Ray Tune function trainable: one trial of the study (``spec_data``: the spec's own data)."""
+    spec = study_from_data(json.loads(spec_data), "spec")
     cfg = run_config_for(spec, config)
     if spec.resources.workers_per_trial > 1:
         _run_with_torch_trainer(spec, cfg)
@@ -51,13 +54,36 @@ def study_trial(config: dict[str, Any], spec_json: str) -> None:
             tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
             maybe_inject(report.epoch)
 
+        proposer = proposer_for(cfg)
         try:
-            run_training(cfg, checkpoint_dir=workdir, callback=callback, proposer=proposer_for(cfg))
+            trainer = Trainer(cfg, checkpoint_dir=workdir, callback=callback, proposer=proposer)
+            result = trainer.fit()
         except NonFiniteLoss as err:
             # deterministic: retrying would diverge again. The trial ends, marked failed with the reason.
             tune.report({FAILED_KEY: str(err)})
+            return
+        if spec.front is not None and get_method(cfg.training.method).front is not None and not result.stopped_early:
+            _report_front(spec, config, trainer, proposer, result, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, result, workdir: Path) -> None:
+    """The end-of-trial front step, reported once more with the final table and the checkpoint."""
+    from ray import tune
+
+    from orchestration.fronts import select_front
+
+    name = config.get("variant") or tune.get_context().get_trial_name()
+    front = select_front(spec, name, trainer, proposer, log=trainer.log)
+    final = {
+        "epoch": trainer.t.epochs,
+        "table": json.dumps([row.as_dict() for row in result.table]),
+        "front": json.dumps(front.as_dict()),
+        "hypervolume": front.hypervolume,
+        **{k: v for k, v in result.history[-1].items() if k != "epoch"},
+    }
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
 
 
 def _run_with_torch_trainer(spec: StudySpec, cfg: RunConfig) -> None:
@@ -108,13 +134,13 @@ def train_worker(config: dict[str, Any]) -> None:
             ray.train.report(report_metrics(report), checkpoint=checkpoint)
             maybe_inject(report.epoch, rank)
 
-        run_training(
+        Trainer(
             cfg,
             checkpoint_dir=workdir,
             callback=callback,
             distributed=DistributedInfo(rank=rank, world_size=world),
             device=ray.train.torch.get_device(),
             proposer=proposer_for(cfg),
-        )
+        ).fit()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -3,13 +3,8 @@ pareco and twostage methods in the general training step."""
 
 import pytest
 
-from orchestration.pareco import (
-    OptunaProposer,
-    constrained_search,
-    front_search,
-    hypervolume,
-    non_dominated,
-)
+from orchestration.pareco import OptunaProposer, constrained_search, front_search
+from orchestration.pareto import hypervolume, non_dominated
 from orchestration.run_study import main as run_study_main
 from paradis.config import RunConfig, TrainingConfig
 from paradis.switch import Switch, parse_switch
@@ -177,12 +172,13 @@ def test_pareco_study_spec_dry_run_and_errors(tmp_path, capsys):
     for spec in ("studies/pareco.yaml", "studies/paper/pareco_imagenet.yaml"):
         assert run_study_main([str(ROOT / spec), "--dry-run"]) == 0
         out = capsys.readouterr().out
-        assert "pareco: pareco" in out and "twostage: twostage" in out and "slimmable: us" in out
+        assert "pareco: PareCO IPKD (front)" in out and "twostage: TwoStage IPKD (front)" in out
+        assert "slimmable: US IPKD (front)" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "studies/pareco.yaml").read_text().replace("num_sampled: 2,", "num_sampled: -1,", 1))
     assert run_study_main([str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training.pareco.num_sampled" in err[0], err
-    bad.write_text((ROOT / "studies/pareco.yaml").read_text().replace("method: pareco-2dev", "method: nope"))
+    bad.write_text((ROOT / "studies/pareco.yaml").read_text().replace("variant: pareco-2dev", "variant: nope"))
     assert run_study_main([str(bad), "--dry-run"]) == 2
-    assert "distributable.method 'nope' is not one of the methods" in capsys.readouterr().err
+    assert "distributable.variant: 'nope' is not one of search.variants" in capsys.readouterr().err

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.pareco_study import load_pareco_study
-from orchestration.spec import apply_smoke, grid_points, is_pareco_spec, load_study, run_config_for
-from orchestration.study import dry_run_text, first_suggestions
+import json
+
+from orchestration.search import first_suggestions
+from orchestration.spec import apply_smoke, grid_points, load_study, run_config_for, study_from_data
+from orchestration.study import dry_run_text
 from paradis.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +29,63 @@ def test_every_shipped_study_is_valid():
     } <= names
     assert any(n.startswith("paper/") for n in names)
     for path in STUDIES:
-        if is_pareco_spec(str(path)):  # kind: pareco, its own spec (tests/orchestration/test_pareco.py)
-            assert load_pareco_study(str(path)).methods and load_pareco_study(str(path), smoke=True)
-            continue
         spec = load_study(path)
         assert dry_run_text(spec)
         smoke = load_study(path, smoke=True)
         assert smoke.training.epochs == 2 and smoke.training.max_steps_per_epoch == 8
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.relative_to(ROOT / "studies").as_posix())
+def test_trials_run_exactly_the_configurations_the_checks_validated(path):
+    """A trial rebuilds its configuration from the spec's data sent through Ray (JSON), as the driver
+    did when it checked it: the two are equal for every grid point, full-scale and smoke."""
+    for smoke in (False, True):
+        spec = load_study(path, smoke=smoke)
+        in_trial = study_from_data(json.loads(json.dumps(spec.data_dict)), "trial")
+        for params in grid_points(spec) if spec.search.kind == "grid" else [{}]:
+            assert run_config_for(in_trial, params) == run_config_for(spec, params)
+
+
+def test_baselines_individual_trials_train_on_the_labels():
+    """The individual variants do not inherit the wide distillation another variant sets."""
+    spec = load_study(ROOT / "studies/baselines.yaml")
+    in_trial = study_from_data(json.loads(json.dumps(spec.data_dict)), "trial")
+    for name in ("individual-1.0", "individual-4x0.25"):
+        assert run_config_for(in_trial, {"variant": name}).training.distillation == "none"
+
+
+def test_a_study_names_its_model_and_data(tmp_path):
+    text = (ROOT / "studies/quickstart.yaml").read_text()
+    for key in ("model", "data"):
+        path = tmp_path / f"no-{key}.yaml"
+        kept = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
+        # drop the section's indented body with it
+        out, skip = [], False
+        for line in text.splitlines():
+            if line.startswith(f"{key}:"):
+                skip = True
+                continue
+            if skip and line.startswith("  "):
+                continue
+            skip = False
+            out.append(line)
+        assert len(out) < len(kept) + 1
+        path.write_text("\n".join(out) + "\n")
+        with pytest.raises(ConfigError, match=rf"{key}: required key is missing"):
+            load_study(path)
+
+
+def test_a_study_takes_every_run_option(tmp_path):
+    spec = load_study(ROOT / "studies/quickstart.yaml", overrides=["precision=bf16", "channels_last=true"])
+    cfg = run_config_for(spec, {"variant": "ipkd"})
+    assert cfg.precision == "bf16" and cfg.channels_last and cfg.training.distillation == "ipkd"
+
+
+def test_a_dotted_override_into_a_variant_merges():
+    spec = load_study(ROOT / "studies/quickstart.yaml", overrides=["search.variants.ipkd.training.beta=0.5"])
+    cfg = run_config_for(spec, {"variant": "ipkd"})
+    assert cfg.training.beta == 0.5 and cfg.training.distillation == "ipkd" and cfg.training.epochs == 2
+    assert cfg.training.optimizer.lr == 0.2  # the base's training section is kept
 
 
 def test_grid_dry_run_lists_every_trial():
@@ -90,38 +142,44 @@ def test_smoke_scales_down_and_replaces_missing_folders():
     assert data["resources"]["gpus_per_worker"] == 0
 
 
+HEAD = "name: x\nmodel: {name: mobilenet_v1_small}\ndata: {name: synthetic}\n"  # what every study names
 BAD = {
-    "unknown key": ("name: x\nsearch: {kind: grid, spaces: {}}\n", "search.spaces: unknown key"),
+    "unknown key": (HEAD + "search: {kind: grid, spaces: {}}\n", "search.spaces: unknown key"),
     "no such key": (
-        "name: x\nsearch: {kind: grid, space: {training.bta: {grid: [0, 1]}}}\n",
+        HEAD + "search: {kind: grid, space: {training.bta: {grid: [0, 1]}}}\n",
         "search.space.training.bta: no such key",
     ),
     "bad grid value": (
-        "name: x\nsearch: {kind: grid, space: {training.beta: {grid: [0, -1]}}}\n",
+        HEAD + "search: {kind: grid, space: {training.beta: {grid: [0, -1]}}}\n",
         "training.beta: Input should be greater than or equal to 0",
     ),
     "unknown switch set": (
-        "name: x\nsearch: {kind: grid, space: {training.switches: {grid: [four]}}}\n",
+        HEAD + "search: {kind: grid, space: {training.switches: {grid: [four]}}}\n",
         "'four' is not a switch set",
     ),
-    "unknown search": ("name: x\nsearch: {kind: random}\n", "search.kind"),
-    "unknown scheduler": ("name: x\nscheduler: {kind: pbt}\n", "scheduler.kind"),
+    "unknown search": (HEAD + "search: {kind: random}\n", "search.kind"),
+    "unknown scheduler": (HEAD + "scheduler: {kind: pbt}\n", "scheduler.kind"),
     "nsga2 one objective": (
-        "name: x\nsearch: {kind: optuna, sampler: nsga2, space: {training.beta: {uniform: [0, 1]}}}\n",
+        HEAD + "search: {kind: optuna, sampler: nsga2, space: {training.beta: {uniform: [0, 1]}}}\n",
         "nsga2 is for several objectives",
     ),
     "asha without every epoch": (
-        "name: x\nscheduler: {kind: asha}\nevaluation: {every: 2}\n",
+        HEAD + "scheduler: {kind: asha}\nevaluation: {every: 2}\n",
         "evaluation.every: ASHA needs an evaluation every epoch",
     ),
     "two kinds": (
-        "name: x\nsearch: {kind: optuna, space: {training.beta: {uniform: [0, 1], choice: [1]}}}\n",
+        HEAD + "search: {kind: optuna, space: {training.beta: {uniform: [0, 1], choice: [1]}}}\n",
         "give exactly one of",
     ),
-    "missing name": ("description: no name\n", "name: required key is missing"),
-    "bad name": ("name: 'a b'\n", "may hold letters"),
+    "missing name": (
+        "description: no name\nmodel: {name: mobilenet_v1_small}\ndata: {name: synthetic}\n",
+        "name: required key is missing",
+    ),
+    "missing model": ("name: x\ndata: {name: synthetic}\n", "model: required key is missing"),
+    "model without name": ("name: x\nmodel: {}\ndata: {name: synthetic}\n", "model.name: a study names the model"),
+    "bad name": ("name: 'a b'\nmodel: {name: resnet_small}\ndata: {name: synthetic}\n", "may hold letters"),
     "variant key": (
-        "name: x\nsearch: {kind: grid, variants: {v: {training.nope: 1}}}\n",
+        HEAD + "search: {kind: grid, variants: {v: {training.nope: 1}}}\n",
         "search.variants.v.training.nope: no such key",
     ),
 }

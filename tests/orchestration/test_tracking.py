@@ -9,13 +9,14 @@ from orchestration.tracking import TrackingError, check_tracking, resolve_tracki
 def test_default_store_is_an_absolute_sqlite_file(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("PARADIS_HOME", str(tmp_path / "home"))
-    spec = StudySpec(name="s")
-    assert resolve_tracking_uri(spec) == f"sqlite:///{tmp_path}/home/mlflow.db"
+    named = {"model": {"name": "resnet_small"}, "data": {"name": "synthetic"}}
+    spec = StudySpec(name="s", **named)
+    assert resolve_tracking_uri(spec.tracking.uri) == f"sqlite:///{tmp_path}/home/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert resolve_tracking_uri(spec) == "http://127.0.0.1:5000"
+    assert resolve_tracking_uri(spec.tracking.uri) == "http://127.0.0.1:5000"
     monkeypatch.chdir(tmp_path)
-    spec = StudySpec(name="s", tracking={"uri": "sqlite:///rel/m.db"})
-    assert resolve_tracking_uri(spec) == f"sqlite:///{tmp_path}/rel/m.db"
+    spec = StudySpec(name="s", tracking={"uri": "sqlite:///rel/m.db"}, **named)
+    assert resolve_tracking_uri(spec.tracking.uri) == f"sqlite:///{tmp_path}/rel/m.db"
 
 
 def test_unreachable_server_is_a_clear_error_at_once():

@@ -19,9 +19,11 @@ class TrialRecord:
     name: str
     label: str  # the method as the paper names it
     params: dict[str, Any]  # the searched values
-    rows: list[dict[str, Any]] = field(default_factory=list)  # paradis.evaluation.SwitchResult dicts
+    rows: list[dict[str, Any]] = field(default_factory=list)  # paradis.engine.evaluation.SwitchResult dicts
     status: str = "TERMINATED"
     error: str | None = None
+    front: str | None = None  # the front the trial selected (JSON of orchestration.fronts.Front)
+    metrics: dict[str, float] = field(default_factory=dict)  # its last numeric metrics
 
 
 def _switch_order(switches) -> list[str]:
@@ -159,15 +161,32 @@ def _equal_widths(switch: str) -> bool:
 
 
 def study_plot(records: Sequence[TrialRecord], path: str | Path, title: str = "", metric: str = "top-1") -> Path:
-    """Accuracy against total multiply-adds per trial (solid), and against the busiest device's
-    multiply-adds (dashed: the paper's "distributed" curve). Filled squares: trained switches;
-    hollow circles: never trained."""
+    """:func:`study_figure` written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = study_figure(records, title, metric)
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def new_figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    return plt.subplots(figsize=(8, 5.5), dpi=110)
+
+
+def study_figure(records: Sequence[TrialRecord], title: str = "", metric: str = "top-1"):
+    """Accuracy against total multiply-adds per trial (solid), and against the busiest device's
+    multiply-adds (dashed: the paper's "distributed" curve). Filled squares: trained switches;
+    hollow circles: never trained."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = new_figure()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     sr = is_sr(records)
 
@@ -208,7 +227,4 @@ def study_plot(records: Sequence[TrialRecord], path: str | Path, title: str = ""
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

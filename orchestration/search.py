@@ -1,0 +1,145 @@
+"""Search algorithms of a study, one registered entry each: the Tune parameter space and searcher for
+``search.kind``, and the first suggestions a dry run shows. A new algorithm is one function pair
+here and its registration, as Ray Tune adds a searcher without touching the Tuner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class OptunaSpace:
+    """Define-by-run search space for OptunaSearch (a class, so that Tune can pickle the searcher)."""
+
+    def __init__(self, space: dict[str, Any]):
+        self.space = {k: v.model_dump(exclude_none=True) for k, v in space.items()}
+
+    def __call__(self, trial) -> None:
+        for key, p in self.space.items():
+            if "choice" in p or "grid" in p:
+                trial.suggest_categorical(key, p.get("choice") or p.get("grid"))
+            elif "uniform" in p:
+                trial.suggest_float(key, *p["uniform"])
+            elif "loguniform" in p:
+                trial.suggest_float(key, *p["loguniform"], log=True)
+            else:
+                trial.suggest_int(key, *p["int"])
+
+
+@dataclass(frozen=True)
+class SearchKind:
+    name: str
+    setup: Callable[[Any], tuple[dict[str, Any], Any]]  # spec -> (param_space, search_alg or None)
+    describe: Callable[[Any, int], list[str]]  # spec, n -> dry-run lines
+
+
+def _grid_setup(spec):
+    from ray import tune
+
+    search = spec.search
+    space: dict[str, Any] = {k: tune.grid_search(p.values()) for k, p in search.space.items()}
+    if search.variants:
+        space = {"variant": tune.grid_search(list(search.variants)), **space}
+    return space, None
+
+
+def _grid_describe(spec, n: int) -> list[str]:
+    return []
+
+
+def _sampler(spec):
+    import optuna
+
+    seed = spec.search.seed
+    if spec.search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _optuna_setup(spec):
+    from ray.tune.search.optuna import OptunaSearch
+
+    objectives = spec.search.objectives
+    single = len(objectives) == 1
+    searcher = OptunaSearch(
+        OptunaSpace(spec.search.space),
+        # a searcher with its own space ignores TuneConfig's metric: always give it the objectives
+        metric=objectives[0].metric if single else [o.metric for o in objectives],
+        mode=objectives[0].mode if single else [o.mode for o in objectives],
+        sampler=_sampler(spec),
+    )
+    return {}, searcher
+
+
+def first_suggestions(spec, n: int) -> list[dict[str, Any]]:
+    """What the sampler suggests before any feedback (shown by ``--dry-run``)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = ["maximize" if o.mode == "max" else "minimize" for o in spec.search.objectives]
+    study = optuna.create_study(directions=directions, sampler=_sampler(spec))
+    space = OptunaSpace(spec.search.space)
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        space(trial)
+        out.append(dict(trial.params))
+    return out
+
+
+def _optuna_describe(spec, n: int) -> list[str]:
+    s = spec.search
+    objs = ", ".join(f"{o.mode} {o.metric}" for o in s.objectives)
+    lines = [f"{s.samples} trial(s) suggested by Optuna ({s.sampler}, seed {s.seed}) to {objs}, over:"]
+    lines += [f"  {key}: {p.kind} {p.values()}" for key, p in s.space.items()]
+    lines.append("first suggestions (before any feedback):")
+    for i, params in enumerate(first_suggestions(spec, min(s.samples, n))):
+        lines.append(f"  trial {i}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    return lines
+
+
+SEARCHES: dict[str, SearchKind] = {
+    k.name: k
+    for k in (SearchKind("grid", _grid_setup, _grid_describe), SearchKind("optuna", _optuna_setup, _optuna_describe))
+}
+
+
+def tune_setup(spec):
+    """``(param_space, TuneConfig)`` for the spec's search and scheduler."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from orchestration.tracking.callback import trial_name
+
+    search, sched = spec.search, spec.scheduler
+    objectives = search.objectives
+    single = len(objectives) == 1
+    asha_own_metric = sched.kind == "asha" and not (
+        single and objectives[0].metric == sched.metric and objectives[0].mode == sched.mode
+    )
+    tune_metric = dict(metric=objectives[0].metric, mode=objectives[0].mode) if single and not asha_own_metric else {}
+    scheduler = None
+    if sched.kind == "asha":
+        own = dict(metric=sched.metric, mode=sched.mode) if asha_own_metric else {}
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=spec.training.epochs,
+            grace_period=sched.grace_period,
+            reduction_factor=sched.reduction_factor,
+            **own,
+        )
+    space, searcher = SEARCHES[search.kind].setup(spec)
+    tune_config = tune.TuneConfig(
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=search.samples,
+        max_concurrent_trials=spec.resources.max_concurrent_trials,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_name,
+        # one-worker trials train in the trial process: reusing it saves a process start and the import
+        # of torch per trial (benchmarks/orchestration_overhead.py)
+        reuse_actors=spec.resources.workers_per_trial == 1,
+        **tune_metric,
+    )
+    return space, tune_config
