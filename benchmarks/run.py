@@ -19,6 +19,7 @@ BENCHMARKS = (
     "data_loading",
     "orchestration_overhead",
     "deploy_pool",
+    "onnx_runtime",
 )
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up this checkout: Debian's Fashion-MNIST (when run as root on Debian) and a virtual
-# environment in .venv with the project, its orchestration extras and the test tools.
+# environment in .venv with the project, its orchestration and edge-export extras and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,5 @@ fi
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[orchestration,dev]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[orchestration,dev,edge]'
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -7,9 +7,14 @@
 - ``device{i}.pt2``: the same sub-network as a ``torch.export`` program with a dynamic batch size,
   which loads with plain torch (``torch.export.load(path).module()``), without this package;
 
+- with :class:`~paradis.deploy.onnx.EdgeOptions`: ``device{i}.onnx``, ``device{i}.int8.onnx`` and
+  ``device{i}.pte`` for ONNX Runtime and ExecuTorch (:mod:`paradis.deploy.onnx`), each measured on the
+  test split;
+
 and ``fusion.pt`` (``{"bias": tensor}``: the fusion is the sum of the partial outputs plus this bias,
-added once) and ``manifest.json`` (:class:`Manifest`): switch, fusion rule, input specification,
-the switch's accuracy and multiply-adds when known, and the per-device multiply-adds and parameters.
+added once; the manifest repeats the bias as numbers) and ``manifest.json`` (:class:`Manifest`): switch,
+fusion rule, input specification, the switch's accuracy and multiply-adds when known, the per-device
+multiply-adds, parameters and files, and the size and SHA-256 of every file it names.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import math
 import os
 import pickle
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +33,8 @@ import torch
 
 from paradis.costs import profile
 from paradis.data import normalization
+from paradis.deploy import onnx as edge_formats
+from paradis.deploy.onnx import EdgeOptions, RunData, Runner
 from paradis.deploy.planner import SwitchOption
 from paradis.deploy.timing import measure_latency
 from paradis.models import ParaDiSModel, create_model
@@ -34,8 +42,12 @@ from paradis.models.base import Fusion, SubNetwork
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
-FUSION_RULE = "sum of the partial outputs of all devices, plus the bias of fusion.pt added once"
+MANIFEST_FORMAT = 2  # 2: edge artifacts, digests of every file, the fusion bias as numbers
+READABLE_FORMATS = (1, 2)
+FUSION_RULE = "sum of the partial outputs of all devices, plus the bias (fusion.pt, or fusion.bias here) added once"
+CALIBRATION_SOURCE = (
+    "the training images that calibrate BN in paradis.engine (the same subset of the run's training split)"
+)
 
 # Image sizes the training data sets give the model (C comes from the model's first layer).
 _DATA_SIZES = {"fashion-mnist": (28, 28), "synthetic": (28, 28), "cifar10": (32, 32), "cifar100": (32, 32)}
@@ -60,6 +72,9 @@ class TrainedModel:
     # top-1 accuracy (fraction) of each evaluated switch, keyed by the canonical switch string
     accuracy: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    # the run configuration (RunConfig as a dict) when known: how its data set, BN calibration images
+    # and test split were made, which the edge export reuses (int8 calibration, test accuracy)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -71,12 +86,15 @@ class TrainedModel:
         accuracy: Mapping[str, float] | None = None,
         dataset: str | None = None,
         source: str = "in-memory model",
+        config: Mapping[str, Any] | None = None,
     ) -> TrainedModel:
-        """Wrap a model in memory (``model_name`` is its registry name, as ``create_model`` takes)."""
+        """Wrap a model in memory (``model_name`` is its registry name, as ``create_model`` takes;
+        ``config``: the run configuration as a dict, whose data and calibration the edge export reuses)."""
         num_classes, in_chans = _shapes_from_state(model.state_dict(), source)
         acc = {str(parse_switch(k)): float(v) for k, v in (accuracy or {}).items()}
         size = tuple(int(v) for v in input_size)
-        return cls(model, model_name, num_classes, in_chans, model.wide_factor, size, dataset, acc, source)  # type: ignore[arg-type]
+        wf = model.wide_factor
+        return cls(model, model_name, num_classes, in_chans, wf, size, dataset, acc, source, dict(config or {}))  # type: ignore[arg-type]
 
     def model_args(self) -> dict[str, Any]:
         return {
@@ -137,7 +155,7 @@ def load_trained(
     input_size: Sequence[int] | None = None,
     accuracy: Mapping[str, float] | None = None,
 ) -> TrainedModel:
-    """A model from a file written by :mod:`paradis.trainer` (``checkpoint.pt``: model, configuration
+    """A model from a file written by :mod:`paradis.engine` (``checkpoint.pt``: model, configuration
     and metrics history) or a bare state dict (``model.pt`` of ``python -m paradis train --output``:
     then ``model_name`` is required, and accuracies are read from ``history.json`` beside it)."""
     p = Path(path)
@@ -181,7 +199,7 @@ def load_trained(
     for metrics in history or []:  # the last evaluation of each switch wins
         acc.update(accuracy_from_metrics(metrics))
     acc.update({str(parse_switch(k)): float(v) for k, v in (accuracy or {}).items()})
-    return TrainedModel(model, name, num_classes, in_chans, float(wf), size, dataset, acc, str(p))  # type: ignore[arg-type]
+    return TrainedModel(model, name, num_classes, in_chans, float(wf), size, dataset, acc, str(p), config)  # type: ignore[arg-type]
 
 
 # --- the manifest ----------------------------------------------------------------------------------
@@ -195,6 +213,8 @@ class DeviceEntry:
     state_file: str
     program_file: str | None
     file_bytes: int
+    # edge files of this device, by kind: {"onnx": "device0.onnx", "onnx-int8": ..., "pte": ...}
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -213,6 +233,12 @@ class Manifest:
     devices: list[DeviceEntry]
     source: str = ""
     format: int = MANIFEST_FORMAT
+    # every file the manifest names: {name: {"bytes": n, "sha256": hex digest}}
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per edge artifact kind: how it was made and how to run it (input/output names, quantization)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # top-1 of the fused output of each kind ("torch", "onnx", "onnx-int8", "pte") on the test split
+    evaluation: dict[str, Any] | None = None
 
     @property
     def parsed_switch(self) -> Switch:
@@ -225,8 +251,8 @@ class Manifest:
     def from_json(cls, text: str, where: str = "manifest") -> Manifest:
         try:
             data = json.loads(text)
-            if data.get("format") != MANIFEST_FORMAT:
-                raise ExportError(f"{where}: format {data.get('format')!r} is not {MANIFEST_FORMAT}")
+            if data.get("format") not in READABLE_FORMATS:
+                raise ExportError(f"{where}: format {data.get('format')!r} is not one of {READABLE_FORMATS}")
             data["devices"] = [DeviceEntry(**d) for d in data["devices"]]
             manifest = cls(**data)
             parse_switch(manifest.switch)
@@ -260,8 +286,10 @@ def export_switch(
     out_dir: str | os.PathLike,
     *,
     programs: bool = True,
+    edge: EdgeOptions | None = None,
 ) -> Manifest:
-    """Write the per-device files, ``fusion.pt`` and ``manifest.json`` of ``switch`` to ``out_dir``."""
+    """Write the per-device files, ``fusion.pt`` and ``manifest.json`` of ``switch`` to ``out_dir``; with
+    ``edge``, also the ONNX / int8 / ExecuTorch files of every device and their test-split top-1."""
     model = trained.model.eval()
     s = model.resolve(switch)
     if not model.has_bn_stats(s):
@@ -269,39 +297,63 @@ def export_switch(
             f"switch {s} has no BN statistics in this model (never trained or calibrated); "
             f"switches with statistics: {', '.join(map(str, model.bn_switches())) or 'none'}"
         )
+    edge = edge or EdgeOptions()
+    try:
+        edge_formats.check_installed(edge)
+    except ImportError as err:
+        raise ExportError(str(err)) from None
+    data = _edge_data(trained, edge)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     extracted = model.extract(s)
     prof = profile(model, s, trained.input_size)
     example = torch.zeros(2, *trained.input_size)
+    seconds: dict[str, float] = {}
     devices = []
     for i, net in enumerate(extracted.subnets):
-        state_file = f"device{i}.pt"
-        torch.save(net.state_dict(), out / state_file)
-        program_file = None
-        if programs:
-            program_file = f"device{i}.pt2"
-            export_program(net, example, out / program_file)
+        entry = _write_device(net, example, out, i, programs)
         lo, hi = s.offsets[i], s.offsets[i + 1]
-        devices.append(
-            DeviceEntry(
-                index=i,
-                width=s.widths[i],
-                channels=f"[{float(lo):g}, {float(hi):g})",
-                macs=prof.device_macs[i],
-                params=prof.device_params[i],
-                state_file=state_file,
-                program_file=program_file,
-                file_bytes=(out / state_file).stat().st_size,
-            )
-        )
+        entry.width, entry.channels = s.widths[i], f"[{float(lo):g}, {float(hi):g})"
+        entry.macs, entry.params = prof.device_macs[i], prof.device_params[i]
+        calibration = data.calibration if data else []
+        entry.artifacts = edge_formats.write_artifacts(net, example, out, i, edge, calibration, seconds)
+        devices.append(entry)
     bias = extracted.fusion.bias
-    torch.save({"bias": None if bias is None else bias.detach().clone()}, out / "fusion.pt")
+    bias = None if bias is None else bias.detach().clone()
+    torch.save({"bias": bias}, out / "fusion.pt")
+    manifest = _manifest(trained, s, prof, devices, bias)
+    if edge.active:
+        manifest.artifacts = _artifact_info(edge, data, seconds)
+        if data is not None and data.test:
+            manifest.evaluation = evaluate_export(out, manifest, data.test, edge.threads, extracted.subnets)
+    manifest.files = file_digests(out, manifest)
+    (out / MANIFEST_NAME).write_text(manifest.to_json() + "\n")
+    return manifest
+
+
+def _write_device(net: SubNetwork, example: torch.Tensor, out: Path, index: int, programs: bool) -> DeviceEntry:
+    """Device ``index``'s state file (and program): its entry, widths and costs still to be filled in."""
+    state_file = f"device{index}.pt"
+    torch.save(net.state_dict(), out / state_file)
+    program_file = None
+    if programs:
+        program_file = f"device{index}.pt2"
+        export_program(net, example, out / program_file)
+    size = (out / state_file).stat().st_size
+    return DeviceEntry(index, 0.0, "", 0, 0, state_file, program_file, size)
+
+
+def _manifest(trained: TrainedModel, s: Switch, prof: Any, devices: list[DeviceEntry], bias: Any) -> Manifest:
     acc = trained.accuracy.get(str(s))
     norm = normalization(trained.dataset, trained.in_chans)
-    manifest = Manifest(
+    return Manifest(
         switch=str(s),
-        fusion={"rule": FUSION_RULE, "file": "fusion.pt", "op": "sum+bias"},
+        fusion={
+            "rule": FUSION_RULE,
+            "file": "fusion.pt",
+            "op": "sum+bias",
+            "bias": None if bias is None else [float(v) for v in bias.tolist()],
+        },
         input={
             "shape": ["batch", *trained.input_size],
             "dtype": "float32",
@@ -320,13 +372,78 @@ def export_switch(
         devices=devices,
         source=trained.source,
     )
-    (out / MANIFEST_NAME).write_text(manifest.to_json() + "\n")
-    return manifest
 
 
 def _preprocessing(dataset: str | None) -> str:
     first = "resized and centre-cropped as paradis.data's test transform, then " if dataset == "imagenet" else ""
     return first + "pixels scaled to [0, 1], then (x - mean) / std per channel"
+
+
+def _edge_data(trained: TrainedModel, edge: EdgeOptions) -> RunData | None:
+    """The run's calibration images (for int8) and test split (to measure the artifacts), when needed."""
+    need_test = edge.active and edge.test_images != 0
+    if not (edge.quantize or need_test):
+        return None
+    try:
+        return edge_formats.run_data(trained.dataset, trained.config, edge, need_test=need_test)
+    except (ValueError, OSError) as err:  # DataError is a ValueError
+        raise ExportError(f"{trained.source}: the data for the edge export cannot be loaded: {err}") from None
+
+
+def _artifact_info(edge: EdgeOptions, data: RunData | None, seconds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """How each edge kind was made and is run (recorded in the manifest)."""
+    io = {"input": edge_formats.INPUT_NAME, "output": edge_formats.OUTPUT_NAME}
+    info: dict[str, dict[str, Any]] = {}
+    if "onnx" in edge.kinds():
+        info["onnx"] = {**io, "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=True)"}
+        info["onnx"]["runtime"] = "onnxruntime"
+    if "onnx-int8" in edge.kinds() and data is not None:
+        images = sum(int(b.shape[0]) for b in data.calibration)
+        calibration = {"images": images, "batches": len(data.calibration), "source": CALIBRATION_SOURCE}
+        info["onnx-int8"] = {**io, **edge_formats.QUANTIZATION_INFO, "calibration": calibration}
+        info["onnx-int8"]["runtime"] = "onnxruntime"
+    if "pte" in edge.kinds():
+        info["pte"] = {"method": "forward", "partitioner": "XNNPACK", "max_batch": edge_formats.PTE_MAX_BATCH}
+        info["pte"]["runtime"] = "executorch"
+    for kind, value in info.items():
+        value["export_seconds"] = round(seconds.get(kind, 0.0), 3)  # all devices together
+    return info
+
+
+def file_digests(folder: Path, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file the manifest names."""
+    names = [manifest.fusion["file"]]
+    for d in manifest.devices:
+        names += [d.state_file] + ([d.program_file] if d.program_file else []) + list(d.artifacts.values())
+    files = {}
+    for name in names:
+        path = folder / name
+        files[name] = {"bytes": path.stat().st_size, "sha256": edge_formats.sha256_of(path)}
+    return files
+
+
+def evaluate_export(
+    folder: Path,
+    manifest: Manifest,
+    batches: Any,
+    threads: int | None = None,
+    subnets: Sequence[torch.nn.Module] | None = None,
+) -> dict[str, Any]:
+    """Top-1 of the fused output of every artifact kind of an export (and of the torch sub-networks,
+    ``subnets``, as the reference) over ``(x, y)`` batches."""
+    kinds = list(manifest.devices[0].artifacts)
+    runners: dict[str, list[Runner]] = {"torch": list(subnets)} if subnets is not None else {}
+    for kind in kinds:
+        runners[kind] = [load_artifact(folder, d.index, kind, manifest, threads) for d in manifest.devices]
+    bias = None if manifest.fusion.get("bias") is None else torch.tensor(manifest.fusion["bias"])
+    top1: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    images = 0
+    for kind, nets in runners.items():
+        t0 = time.perf_counter()
+        top1[kind], images = edge_formats.fused_top1(nets, bias, batches)
+        seconds[kind] = round(time.perf_counter() - t0, 3)
+    return {"split": "test", "images": images, "metric": "top-1", "top1": top1, "seconds": seconds}
 
 
 # --- loading an export -----------------------------------------------------------------------------
@@ -364,6 +481,24 @@ def load_program(folder: str | os.PathLike, index: int, manifest: Manifest | Non
     if name is None:
         raise ExportError(f"{str(folder)!r} was exported without programs")
     return torch.export.load(str(Path(folder) / name)).module()
+
+
+def load_artifact(
+    folder: str | os.PathLike,
+    index: int,
+    kind: str = "onnx",
+    manifest: Manifest | None = None,
+    threads: int | None = None,
+) -> Runner:
+    """Device ``index``'s edge file of ``kind`` (``onnx``, ``onnx-int8``, ``pte``) as a function from a
+    batch to its partial output, on ONNX Runtime or ExecuTorch."""
+    manifest = manifest or read_manifest(folder)
+    if not 0 <= index < len(manifest.devices):
+        raise ExportError(f"{str(folder)!r}: switch {manifest.switch} has no device {index}")
+    name = manifest.devices[index].artifacts.get(kind)
+    if name is None:
+        raise ExportError(f"{str(folder)!r} has no {kind} file for device {index} (exported without --format)")
+    return edge_formats.runner(Path(folder) / name, kind, threads)
 
 
 # --- the per-switch table --------------------------------------------------------------------------
