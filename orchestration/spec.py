@@ -91,8 +91,9 @@ class SearchSpec(Strict):
     sampler: Literal["tpe", "nsga2"] = "tpe"
     objectives: list[Objective] = Field(default_factory=lambda: [Objective()])
     reference: list[float] | None = Field(
-        None, description="multi-objective: the hypervolume's reference point, one value per objective "
-        "(default: the worst value of each objective among the finished trials)"
+        None,
+        description="multi-objective: the hypervolume's reference point, one value per objective "
+        "(default: the worst value of each objective among the finished trials)",
     )
 
     @model_validator(mode="after")

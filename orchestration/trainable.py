@@ -81,7 +81,6 @@ def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, res
         "table": json.dumps([row.as_dict() for row in result.table]),
         "front": json.dumps(front.as_dict()),
         "hypervolume": front.hypervolume,
-        **{k: v for k, v in result.history[-1].items() if k != "epoch"},
     }
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
 

@@ -30,8 +30,8 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from paradis.config import load_run_config
-    from paradis.engine.evaluation import table_csv, table_markdown
     from paradis.engine import run_training
+    from paradis.engine.evaluation import table_csv, table_markdown
 
     cfg = load_run_config(args.config, args.set)
     result = run_training(

@@ -6,9 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paradis.data import make_loader
-from paradis.data import DataError, check_dataset
-from paradis.tasks.psnr import bicubic_psnr, bicubic_upscale, psnr_y, rgb_to_y
+from paradis.data import DataError, check_dataset, make_loader
 from paradis.data.sr import (
     SKIMAGE_PHOTOS,
     SRLoader,
@@ -19,6 +17,7 @@ from paradis.data.sr import (
     load_photo,
     make_photo_splits,
 )
+from paradis.tasks.psnr import bicubic_psnr, bicubic_upscale, psnr_y, rgb_to_y
 
 
 def test_y_channel_is_matlabs_rgb2ycbcr():

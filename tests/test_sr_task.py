@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from paradis import create_model, parse_switch
 from paradis.config import ConfigError, RunConfig, validate
 from paradis.data import DatasetInfo, Splits
-from paradis.engine.evaluation import table_markdown
 from paradis.data.sr import SRSplit, bicubic_downscale
 from paradis.engine import run_training
+from paradis.engine.evaluation import table_markdown
 from paradis.methods import StepPlan, SwitchTask
 from paradis.methods.step import train_step
 from paradis.tasks import get_task
@@ -69,8 +69,16 @@ def test_super_resolution_distillation_is_l1_to_the_teachers_detached_image():
     ("data", "needle"),
     [
         ({"task": "denoising"}, "task: unknown task 'denoising'; known: classification, super-resolution"),
-        ({**SR, "model": {"name": "resnet_small"}}, "model.name: 'resnet_small' is for task classification, but task is 'super-resolution' (for super-resolution: wdsr, wdsr_small)"),
-        ({**SR, "data": {"name": "fashion-mnist"}}, "data.name: 'fashion-mnist' is for task classification, but task is 'super-resolution' (for super-resolution: skimage-photos, div2k)"),
+        (
+            {**SR, "model": {"name": "resnet_small"}},
+            "model.name: 'resnet_small' is for task classification, but task is 'super-resolution' "
+            "(for super-resolution: wdsr, wdsr_small)",
+        ),
+        (
+            {**SR, "data": {"name": "fashion-mnist"}},
+            "data.name: 'fashion-mnist' is for task classification, but task is 'super-resolution' "
+            "(for super-resolution: skimage-photos, div2k)",
+        ),
         ({"model": {"name": "wdsr"}}, "model.name: 'wdsr' is for task super-resolution, but task is 'classification'"),
         ({"data": {"name": "div2k"}}, "data.name: 'div2k' is for task super-resolution, but task is 'classification'"),
         ({**SR, "data": {"name": "skimage-photos", "sr": {"scale": 5}}}, "data.sr.scale"),
@@ -102,7 +110,9 @@ def test_super_resolution_allocates_no_wide_channels_unless_distilling_from_a_wi
 
 
 def test_run_training_reports_psnr_per_switch_and_the_bicubic_baseline():
-    splits = Splits(DatasetInfo("skimage-photos", None, (3, 12, 12), task="super-resolution"), _pairs(32, 12), _pairs(4, 16, seed=1))
+    splits = Splits(
+        DatasetInfo("skimage-photos", None, (3, 12, 12), task="super-resolution"), _pairs(32, 12), _pairs(4, 16, seed=1)
+    )
     cfg = validate(
         RunConfig,
         {

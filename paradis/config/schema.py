@@ -165,6 +165,8 @@ class ParecoConfig(Strict):
 
 DEFAULT_PARADIS_SWITCHES = ["[1.0]", "[0.5, 0.5]", "[4x0.25]"]
 PAPER_TABLE_SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
+
+
 class TrainingConfig(Strict):
     method: str = Field("paradis", description="a registered method (paradis.methods)")
     switches: list[SwitchStr] = Field(default_factory=lambda: list(DEFAULT_PARADIS_SWITCHES))
@@ -315,5 +317,3 @@ class RunConfig(Strict):
             if parse_switch(s).total_exact > parse_switch(self.training.wide_factor).total_exact:
                 raise ValueError(f"{where}: switch {s} is wider than the wide factor {self.training.wide_factor:g}")
         return self
-
-

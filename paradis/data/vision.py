@@ -109,8 +109,6 @@ def load_synthetic(root=None, options=None, seed: int = 0) -> Splits:
     return make_synthetic(train_size=options.synthetic_train, test_size=options.synthetic_test, seed=seed)
 
 
-
-
 def load_dataset(name: str, root: str | os.PathLike | None = None, **options) -> Splits:
     """Load a registered data set by name; ``options`` are its data-section settings (``image_size``,
     ``synthetic_train``, ``sr``...), defaults where not given."""

@@ -29,7 +29,8 @@ def measure_key(measure: str, switch: Switch | str) -> str:
 
 def is_tracked(key: str) -> bool:
     """Whether a reported key is a metric a tracking store keeps (``epoch`` is its step)."""
-    return (key in SCALARS and key != "epoch") or key.startswith((*(f"{m}/" for m in MEASURES), "loss/", *COST_PREFIXES))
+    prefixes = (*(f"{m}/" for m in MEASURES), "loss/", *COST_PREFIXES)
+    return (key in SCALARS and key != "epoch") or key.startswith(prefixes)
 
 
 def measures_by_switch(metrics: Mapping[str, float], measure: str = "acc") -> dict[str, float]:

@@ -128,4 +128,3 @@ def create_model(name: str, *, num_classes: int | None = None, wide_factor: floa
         kwargs["num_classes"] = num_classes
     kwargs["wide_factor"] = info.default_wide_factor if wide_factor is None else wide_factor
     return info.build_fn()(**kwargs)
-

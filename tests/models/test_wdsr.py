@@ -11,9 +11,9 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from paradis import create_model, parse_switch, profile
 from paradis.layers import SwitchContext, WNRangeConv2d
-from paradis.models.wdsr import WDSR
 from paradis.methods import StepPlan, SwitchTask
 from paradis.methods.step import train_step
+from paradis.models.wdsr import WDSR
 
 SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]"]
 
@@ -75,7 +75,7 @@ def test_registered_models_have_the_papers_sizes():
     assert model.blocks[0].conv1.weight_v.shape[:2] == (256, 64)  # expansion 4
     assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 20, 24)
     assert create_model("wdsr_small", scale=3)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
-    with pytest.raises(ValueError, match="image-to-image .* takes no num_classes"):
+    with pytest.raises(ValueError, match=r"image-to-image .* takes no num_classes"):
         create_model("wdsr", num_classes=10)
     assert not list(model.bn_layers())  # weight normalization, no BN
 

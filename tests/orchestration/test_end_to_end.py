@@ -2,6 +2,8 @@
 
 import csv
 import io
+import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,68 @@ def test_trial_with_two_workers_runs_ddp_through_ray_train(study_env, tmp_path):
     client, _parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
     assert len(children) == 1
     _check_children(client, children)
+
+
+def _overlap(runs) -> bool:
+    """Whether some two runs were open at the same time."""
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_pareco_smoke_runs_its_methods_as_concurrent_trials_and_logs_the_fronts(study_env, tmp_path):
+    proc = run_study(["studies/pareco.yaml", "--smoke"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-pareco")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    variants = sorted(c.data.params["search.variant"] for c in children)
+    assert variants == ["pareco", "pareco-2dev", "slimmable", "twostage"]
+    assert all(c.info.status == "FINISHED" and c.data.tags["paradis.trial_id"] for c in children)
+    assert _overlap(children)  # Tune trials, two at a time
+    parent = parents[0]
+    for v in variants:
+        assert 0.0 <= parent.data.metrics[f"hypervolume/{v}"] <= 1.0
+    assert {"study/fronts.md", "study/fronts.json", "study/pareto_fronts.png", "study/table.md"} <= set(
+        artifact_paths(client, parent.info.run_id)
+    )
+    for c in children:
+        assert {"front/front.json", "front/evaluated.json", "checkpoint/checkpoint.pt"} <= set(
+            artifact_paths(client, c.info.run_id)
+        )
+        assert "hypervolume" in c.data.metrics and c.data.params["data.holdout"] == "256"
+    md = Path(client.download_artifacts(parent.info.run_id, "study/fronts.md", str(tmp_path / "dl"))).read_text()
+    assert "Distributable search (pareco-2dev" in md and "Best test top-1 within a budget" in md
+
+
+def test_multiobjective_search_smoke_logs_its_pareto_front(study_env, tmp_path):
+    proc = run_study(["studies/search_multiobjective.yaml", "--smoke"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-search")
+    parent = parents[0]
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    assert parent.data.metrics["hypervolume/search"] >= 0.0
+    assert json.loads(parent.data.params["search_hypervolume_reference"]) == [0.5, 3835000]
+    paths = set(artifact_paths(client, parent.info.run_id))
+    assert {"study/search_front.md", "study/search_front.json", "study/search_front.png"} <= paths
+    md = Path(client.download_artifacts(parent.info.run_id, "study/search_front.md", str(tmp_path / "dl"))).read_text()
+    assert "non-dominated trials" in md and "stated in the spec" in md
+
+
+@pytest.mark.parametrize(
+    ("study", "experiment", "trials", "extra"),
+    [
+        ("ablation", "paradis-ablation", 5, []),
+        ("baselines", "paradis-baselines", 8, []),
+        ("for_free", "paradis-for-free", 2, ["--set", "precision=bf16", "--set", "channels_last=true"]),
+        ("scaling_8_switches", "paradis-scaling", 2, []),
+        ("sr_paradis", "paradis-sr", 6, []),
+    ],
+)
+def test_every_reduced_study_runs_with_smoke(study_env, tmp_path, study, experiment, trials, extra):
+    proc = run_study([f"studies/{study}.yaml", "--smoke", *extra], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{trials} of {trials} trials finished" in proc.stdout
+    _client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", experiment)
+    assert parents[0].info.status == "FINISHED" and len(children) == trials
+    assert all(c.info.status == "FINISHED" for c in children)
+    if extra:
+        assert all(c.data.params["precision"] == "bf16" and c.data.params["channels_last"] == "True" for c in children)

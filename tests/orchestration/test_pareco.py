@@ -7,10 +7,10 @@ from orchestration.pareco import OptunaProposer, constrained_search, front_searc
 from orchestration.pareto import hypervolume, non_dominated
 from orchestration.run_study import main as run_study_main
 from paradis.config import RunConfig, TrainingConfig
-from paradis.switch import Switch, parse_switch
 from paradis.engine import load_checkpoint, run_training
 from paradis.methods import RandomProposer, StageSpace, make_planner
 from paradis.methods.step import StepResult
+from paradis.switch import Switch, parse_switch
 from tests.orchestration.conftest import ROOT
 
 SPACE = StageSpace(num_stages=4, devices=1, widths=(0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0))

@@ -1,11 +1,10 @@
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
-import json
 
 from orchestration.search import first_suggestions
 from orchestration.spec import apply_smoke, grid_points, load_study, run_config_for, study_from_data

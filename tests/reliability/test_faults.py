@@ -343,3 +343,42 @@ def test_worker_node_killed_its_trials_finish_elsewhere(study_env, tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.pid, signal.SIGKILL)
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+PARECO_TWO = [
+    "--set",
+    "search.variants={pareco: {training.method: pareco}, slimmable: {training.method: us}}",
+    "--set",
+    "distributable=null",
+]
+
+
+def test_pareco_trial_killed_mid_training_resumes_from_its_checkpoint(study_env, tmp_path):
+    """The PareCO trial (its proposer's history in the checkpoint) is retried from the checkpoint and
+    ends with its front."""
+    env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=2)}
+    args = ["studies/pareco.yaml", "--smoke", "--set", "search.variants={pareco: {training.method: pareco}}"]
+    args += ["--set", "distributable=null", "--set", "training.epochs=3", "--set", "failure.max_failures=1"]
+    proc = run_study(args, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "fault-happened").exists()
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-pareco")
+    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    assert children[0].data.tags["paradis.restarts"] == "1"
+    assert _steps(client, children[0], "loss") == [1, 2, 3]  # resumed after epoch 2
+    assert "hypervolume/pareco" in parents[0].data.metrics
+
+
+def test_killed_pareco_driver_resumes_without_duplicate_runs(study_env, tmp_path):
+    db = tmp_path / "home" / "mlflow.db"
+    args = ["studies/pareco.yaml", "--smoke", *PARECO_TWO, "--set", "training.epochs=3"]
+    _kill_driver_after_first_epoch(args, study_env, db, "paradis-pareco")
+    proc = run_study([*args, "--resume"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(db, "paradis-pareco")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.params["search.variant"] for c in children) == ["pareco", "slimmable"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    for c in children:
+        assert sorted(set(_steps(client, c, "loss"))) == [1, 2, 3]
+    assert {"hypervolume/pareco", "hypervolume/slimmable"} <= set(parents[0].data.metrics)
