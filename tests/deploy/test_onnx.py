@@ -193,3 +193,10 @@ def test_manifests_of_format_1_still_read(onnx_export, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     old = read_manifest(tmp_path)
     assert old.format == 1 and old.files == {} and old.devices[0].artifacts == {}
+
+
+def test_importing_paradis_deploy_loads_no_edge_runtime():
+    script = "import sys, paradis.deploy; print(sorted(m for m in sys.modules if m.startswith(('onnx', 'executorch'))))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
