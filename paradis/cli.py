@@ -10,20 +10,22 @@ from pathlib import Path
 import torch
 
 from paradis.costs import format_profiles, profile
-from paradis.models import create_model, list_models
+from paradis.models import create_model, list_models, model_info
 from paradis.switch import parse_switch
 
 DEFAULT_SWITCHES = ("1.2", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]")
 
 
 def _profile(args: argparse.Namespace) -> int:
-    model = create_model(
-        args.model, num_classes=args.num_classes, wide_factor=args.wide_factor, in_chans=args.input_size[0]
-    )
-    switches = [parse_switch(s) for s in args.switches]
-    rows = [profile(model, s, args.input_size) for s in switches]
-    size = "x".join(str(v) for v in args.input_size)
-    print(f"{args.model}, {args.num_classes} classes, input {size}, wide factor {args.wide_factor:g}\n")
+    info = model_info(args.model)  # defaults: the input, classes and wide factor the model is made for
+    size = tuple(args.input_size or info.input_size)
+    kwargs = {"wide_factor": args.wide_factor or info.default_wide_factor, "in_chans": size[0]}
+    if info.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes or info.num_classes
+    model = create_model(args.model, **kwargs)
+    rows = [profile(model, parse_switch(s), size) for s in args.switches]
+    classes = f"{kwargs['num_classes']} classes" if "num_classes" in kwargs else info.task
+    print(f"{args.model}, {classes}, input {'x'.join(map(str, size))}, wide factor {kwargs['wide_factor']:g}\n")
     print(format_profiles(rows))
     return 0
 
@@ -58,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="multiply-adds and parameters of each switch, in total and per device")
     p.add_argument("model", choices=list_models())
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--input-size", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"))
-    p.add_argument("--wide-factor", type=float, default=1.2)
+    p.add_argument("--num-classes", type=int, help="default: the model's (registry metadata)")
+    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: the model's")
+    p.add_argument("--wide-factor", type=float, help="default: the model's (1.2; 1.0 for super-resolution)")
     p.add_argument("--switches", nargs="+", default=list(DEFAULT_SWITCHES))
     p.set_defaults(fn=_profile)
     t = sub.add_parser("train", help="one training run from a config file (for debugging; studies use Ray)")

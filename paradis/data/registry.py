@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from importlib import import_module
 from typing import Any
 
-from paradis.data import folders
+import paradis.data.folders as folders
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 CLASSIFICATION = "classification"

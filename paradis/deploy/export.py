@@ -31,12 +31,14 @@ from typing import Any
 
 import torch
 
+import paradis.deploy.onnx as edge_formats
 from paradis.costs import profile
 from paradis.data import normalization
-from paradis.deploy import onnx as edge_formats
+from paradis.data.registry import dataset_info, list_datasets
 from paradis.deploy.onnx import EdgeOptions, RunData, Runner
 from paradis.deploy.planner import SwitchOption
 from paradis.deploy.timing import measure_latency
+from paradis.engine.metrics import measures_by_switch
 from paradis.models import ParaDiSModel, create_model
 from paradis.models.base import Fusion, SubNetwork
 from paradis.switch import Switch, SwitchLike, parse_switch
@@ -50,7 +52,6 @@ CALIBRATION_SOURCE = (
 )
 
 # Image sizes the training data sets give the model (C comes from the model's first layer).
-_DATA_SIZES = {"fashion-mnist": (28, 28), "synthetic": (28, 28), "cifar10": (32, 32), "cifar100": (32, 32)}
 
 
 class ExportError(ValueError):
@@ -128,23 +129,16 @@ def _shapes_from_state(state: Mapping[str, torch.Tensor], where: str) -> tuple[i
 
 def accuracy_from_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """``{"[0.5, 0.5]": 0.89, ...}`` from metrics named ``acc/<switch slug>`` (trainer, MLflow)."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if not key.startswith("acc/") or key == "acc/target":
-            continue
-        try:
-            out[str(parse_switch("[" + key[4:].replace("-", ", ") + "]"))] = float(value)
-        except ValueError:
-            continue
-    return out
+    return measures_by_switch(metrics, "acc")
 
 
 def input_size_for(dataset: str | None, in_chans: int, image_size: int | None = None) -> tuple[int, int, int] | None:
+    """The input a data set gives its models (from the data set registry; ImageNet at its crop size)."""
+    if dataset not in list_datasets() or dataset_info(dataset).task != "classification":
+        return None
     if dataset == "imagenet" and image_size:
         return (in_chans, image_size, image_size)
-    if dataset in _DATA_SIZES:
-        return (in_chans, *_DATA_SIZES[dataset])
-    return None
+    return (in_chans, *dataset_info(dataset).input_size[1:])
 
 
 def load_trained(

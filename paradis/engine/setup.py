@@ -14,6 +14,7 @@ from paradis.methods import FULL, get_method
 from paradis.models import ParaDiSModel, create_model
 from paradis.models.registry import model_info
 from paradis.switch import Switch, parse_switch
+from paradis.tasks import get_task
 
 
 def select_device(name: str) -> torch.device:
@@ -59,8 +60,7 @@ def build_model(cfg, info) -> ParaDiSModel:
     kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0]}
     if model_info(cfg.model.name).num_classes is not None:
         kwargs["num_classes"] = info.num_classes
-    if cfg.task == "super-resolution":
-        kwargs["scale"] = cfg.data.sr.scale
+    kwargs.update(get_task(cfg.task).model_kwargs(cfg))
     model = create_model(cfg.model.name, **kwargs)
     for i, s in enumerate(cfg.training.switches):
         try:

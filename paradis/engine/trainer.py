@@ -19,9 +19,9 @@ import torch
 
 from paradis.config import RunConfig
 from paradis.data.splits import Splits, make_loader
-from paradis.engine import metrics as names
 from paradis.engine.checkpoint import CHECKPOINT_NAME, load_resumable, save_checkpoint
 from paradis.engine.evaluation import SwitchResult, evaluate_switches, matched_widths
+from paradis.engine.metrics import loss_key, table_metrics
 from paradis.engine.optim import make_optimizer, make_scheduler
 from paradis.engine.setup import build_model, cost_of, evaluation_switches, load_splits, prepare_data, select_device
 from paradis.methods import describe_method, get_method, make_planner
@@ -250,7 +250,7 @@ class Trainer:
             "epoch_seconds": seconds,
             "samples_per_second": samples / max(seconds, 1e-9),
         }
-        out.update({names.loss_key(s): sums[s] / counts[s] for s in sums if s in self.trained})
+        out.update({loss_key(s): sums[s] / counts[s] for s in sums if s in self.trained})
         return out
 
     def evaluate(self) -> list[SwitchResult]:
@@ -281,7 +281,7 @@ class Trainer:
             if self._due(epoch):
                 eval_start = time.perf_counter()
                 table = self.evaluate()
-                metrics.update(names.table_metrics(table, self.task.measure, self.target))
+                metrics.update(table_metrics(table, self.task.measure, self.target))
                 metrics["eval_seconds"] = time.perf_counter() - eval_start
             self.history.append(metrics)
             self._save(epoch + 1)

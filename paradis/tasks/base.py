@@ -44,6 +44,10 @@ class Task:
         """A measure as a table shows it."""
         raise NotImplementedError
 
+    def model_kwargs(self, cfg) -> dict:
+        """What the task adds to the model's construction from a run configuration."""
+        return {}
+
     def plotted(self, value: float) -> float:
         return value
 

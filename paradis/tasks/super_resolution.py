@@ -38,3 +38,6 @@ class SuperResolution(Task):
 
     def cell(self, value: float) -> str:
         return f"{value:.2f}"
+
+    def model_kwargs(self, cfg) -> dict:
+        return {"scale": cfg.data.sr.scale}
