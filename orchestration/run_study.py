@@ -48,34 +48,50 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if not (args.address or os.environ.get("RAY_ADDRESS")):  # a remote cluster is checked once joined
-            check_resources(spec, args.spec, local_gpu_count())
-        uri = _preflight(spec)
+            check_resources(spec, args.spec, local_gpu_count(), os.cpu_count())
+        uri = _preflight(spec, args.spec, args.resume)
     except ConfigError as err:
         return _error(err)
     except (DataError, TrackingError) as err:
         return _error(err, args.spec)
-    from orchestration.study import NothingToResume, run_study
+    except LookupError as err:  # NothingToResume
+        return _error(err)
+    from orchestration.study import NothingToResume, UnsafeResume, run_study
 
-    spec_text = Path(args.spec).read_text()
+    spec_text = Path(args.spec).read_text(errors="replace")
     try:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
-    except (NothingToResume, ConfigError) as err:
+    except (NothingToResume, UnsafeResume, ConfigError) as err:
         return _error(err)
 
 
-def _preflight(spec) -> str:
-    """Check the data set and the tracking store before anything starts; the tracking URI."""
+def _preflight(spec, source: str, resume: bool = False) -> str:
+    """Check the storage path, the data set, every trial's switches in its model and the tracking
+    store before anything starts; the tracking URI."""
+    import logging
+
+    from orchestration.preflight import check_storage, check_switches
+    from orchestration.study import NothingToResume
     from orchestration.tracking import check_tracking, resolve_tracking_uri
 
-    check_dataset(spec.data.name, spec.data.root)
     uri = resolve_tracking_uri(spec.tracking.uri)
+    if resume and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise NothingToResume(f"no run of study {spec.name!r} to resume: the store {uri} does not exist")
+    check_storage(spec, source)
+    check_dataset(spec.data.name, spec.data.root)
+    check_switches(spec, source)
+    import mlflow.tracking  # noqa: F401  (its import sets its logger's level; ours is set after)
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     check_tracking(uri)
     return uri
 
 
 def _error(err: Exception, source: str | None = None) -> int:
     """One line on stderr, exit status 2: a usage error, never a traceback."""
-    print(f"run_study: error: {f'{source}: ' if source else ''}{err}", file=sys.stderr)
+    text = " ".join(str(err).split())  # one line, however the message was built
+    text = text if len(text) <= 1000 else text[:985] + f"... ({len(text)} chars)"
+    print(f"run_study: error: {f'{source}: ' if source else ''}{text}", file=sys.stderr)
     return 2
 
 

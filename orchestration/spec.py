@@ -352,8 +352,23 @@ def _key_exists(key: str) -> bool:
     return True
 
 
+MAX_TRIALS = 10_000  # a study of more trials is a typo in its grid
+
+
+def trial_count(spec: StudySpec) -> int:
+    """The trials a study runs, computed without expanding its grid."""
+    if spec.search.kind != "grid":
+        return spec.search.samples
+    n = max(1, len(spec.search.variants)) * spec.search.samples
+    for p in spec.search.space.values():
+        n *= len(p.values())
+    return n
+
+
 def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     """All combinations of variants and grid values (once; ``samples`` repeats them)."""
+    if trial_count(spec) > MAX_TRIALS:
+        raise ConfigError(f"search: {trial_count(spec)} trials, more than the limit of {MAX_TRIALS}")
     keys = list(spec.search.space)
     combos = list(itertools.product(*(spec.search.space[k].values() for k in keys)))
     points = [dict(zip(keys, combo)) for combo in combos] or [{}]
@@ -366,6 +381,8 @@ def check_study(spec: StudySpec, source: str) -> list[dict[str, Any]]:
     """Validate every trial the study can produce before anything runs; returns the grid points
     (grid) or the values checked (optuna). Raises :class:`ConfigError` naming the key path."""
     known = ", ".join(spec.switch_sets) or "none defined"
+    if trial_count(spec) > MAX_TRIALS:
+        raise ConfigError(f"{source}: search: {trial_count(spec)} trials, more than the limit of {MAX_TRIALS}")
     checks = [(f"search.space.{k}", k, p.values()) for k, p in spec.search.space.items()]
     checks += [(f"search.variants.{n}.{k}", k, [v]) for n, o in spec.search.variants.items() for k, v in o.items()]
     for where, key, values in checks:
@@ -400,9 +417,15 @@ def local_gpu_count() -> int:
     return len(list(root.iterdir())) if root.is_dir() else 0
 
 
-def check_resources(spec: StudySpec, source: str, gpus_available: float) -> None:
-    """A trial asking for more GPUs than the cluster has would wait forever: refuse it."""
+def check_resources(spec: StudySpec, source: str, gpus_available: float, cpus_available: float | None = None) -> None:
+    """A trial asking for more GPUs or CPUs than the cluster has would wait forever: refuse it."""
     res = spec.resources
+    cpus = res.workers_per_trial * res.cpus_per_worker + (0.1 if res.workers_per_trial > 1 else 0)
+    if cpus_available is not None and cpus > cpus_available:
+        raise ConfigError(
+            f"{source}: resources.cpus_per_worker: a trial needs {cpus:g} CPU(s) "
+            f"({res.workers_per_trial} worker(s) x {res.cpus_per_worker:g}), the cluster has {cpus_available:g}"
+        )
     need = res.workers_per_trial * res.gpus_per_worker
     if need > gpus_available:
         raise ConfigError(
@@ -428,20 +451,25 @@ def apply_smoke(data: dict) -> dict:
     Folder data sets that are not here (ImageNet, CIFAR) become synthetic images; DIV2K becomes the
     built-in photographs."""
     data = copy.deepcopy(data)
+    sections = ("data", "training", "search", "scheduler", "resources", "evaluation", "front", "distributable")
+    if any(k in data and not isinstance(data[k], dict) for k in sections):
+        return data  # a section of the wrong type: validation names it, unchanged
     d = data.setdefault("data", {})
-    if d.get("name") in ("imagenet", "cifar10", "cifar100") and not (d.get("root") and Path(d["root"]).is_dir()):
+    root = d.get("root")
+    missing = not (isinstance(root, str) and root and Path(root).is_dir())
+    if d.get("name") in ("imagenet", "cifar10", "cifar100") and missing:
         data["data"] = {"name": "synthetic"}
-    if d.get("name") == "div2k" and not (d.get("root") and Path(d["root"]).is_dir()):
+    if d.get("name") == "div2k" and missing:
         data["data"] = {"name": "skimage-photos"}  # the built-in super-resolution photographs
     apply_overrides(data, [f"{k}={v}" for k, v in SMOKE_OVERRIDES.items()], "--smoke")
-    t = data.setdefault("training", {})
-    sched = t.get("schedule") or {}
-    if sched.get("milestones"):
+    sched = data["training"].get("schedule")
+    if isinstance(sched, dict) and sched.get("milestones"):
         sched["milestones"] = [1]
     search = data.setdefault("search", {})
-    if search.get("kind") == "optuna":
-        search["samples"] = min(int(search.get("samples", 1)), 3)
-    else:
+    samples = search.get("samples", 1)
+    if search.get("kind") == "optuna" and isinstance(samples, int) and not isinstance(samples, bool):
+        search["samples"] = min(samples, 3)
+    elif search.get("kind") != "optuna":
         search["samples"] = 1
     sch = data.get("scheduler") or {}
     if sch.get("kind") == "asha":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -27,6 +26,46 @@ class NothingToResume(LookupError):
     """``--resume`` found no interrupted run of the study."""
 
 
+class UnsafeResume(PermissionError):
+    """The experiment folder to resume is not one this study wrote, or others could have changed it."""
+
+
+def _check_owned(path: Path) -> None:
+    """``path`` and everything under it: no symbolic link, owned by this user, not writable by group
+    or others (Ray unpickles files of an experiment folder when it restores it)."""
+    uid = os.getuid()
+    for p in [path, *path.rglob("*")]:
+        st = p.lstat()
+        if p.is_symlink():
+            raise UnsafeResume(f"{p} is a symbolic link; refusing to resume from {path}")
+        if st.st_uid != uid:
+            raise UnsafeResume(f"{p} is owned by uid {st.st_uid}, not by this user ({uid}); refusing to resume")
+        if st.st_mode & 0o022:
+            raise UnsafeResume(f"{p} is writable by group or others (mode {st.st_mode & 0o777:o}); refusing to resume")
+
+
+def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
+    """The experiment folder and parent run of this study's newest run, recorded on the run itself,
+    checked before Ray starts: inside the spec's storage path, written by this study and this user."""
+    found = tracker.latest_study_run(spec.name)
+    if found is None:
+        raise NothingToResume(f"no run of study {spec.name!r} in the tracking store to resume")
+    run_id, tags = found
+    recorded = tags.get("paradis.experiment_dir")
+    if not recorded:
+        raise NothingToResume(f"the newest run {run_id} of study {spec.name!r} records no experiment folder")
+    exp_dir, storage = Path(recorded), spec.resolved_storage_path()
+    if exp_dir.resolve() != exp_dir or storage not in exp_dir.parents:
+        raise UnsafeResume(f"run {run_id} records {exp_dir}, which is not inside the storage path {storage}")
+    if not (exp_dir / "tuner.pkl").is_file() or not (exp_dir / STATE_FILE).is_file():
+        raise NothingToResume(f"{exp_dir} (of run {run_id}) holds no interrupted study to resume")
+    _check_owned(exp_dir)
+    state = json.loads((exp_dir / STATE_FILE).read_text())
+    if state.get("parent_run_id") != run_id:
+        raise UnsafeResume(f"{exp_dir / STATE_FILE} names run {state.get('parent_run_id')!r}, not {run_id}")
+    return exp_dir, run_id
+
+
 def trial_resources(spec: StudySpec) -> dict[str, float]:
     res = spec.resources
     if res.workers_per_trial > 1:
@@ -35,14 +74,6 @@ def trial_resources(spec: StudySpec) -> dict[str, float]:
     if res.gpus_per_worker:
         out["gpu"] = res.gpus_per_worker
     return out
-
-
-def experiment_dirs(spec: StudySpec) -> list[Path]:
-    root = spec.resolved_storage_path()
-    if not root.is_dir():
-        return []
-    pattern = re.compile(re.escape(spec.name) + r"-\d{8}-\d{6}$")
-    return sorted((p for p in root.iterdir() if p.is_dir() and pattern.match(p.name)), key=lambda p: p.name)
 
 
 def progress_reporter(spec: StudySpec):
@@ -89,20 +120,16 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
     return records
 
 
-def _start_tracking(spec: StudySpec, spec_text: str, source: str, uri: str, resume_run_id: str | None) -> Tracker:
-    tracker = open_tracker(uri, spec.experiment_name())
-    if resume_run_id:
-        tracker.resume_study(resume_run_id)
-        return tracker
+def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, exp_dir: Path) -> str:
     tags = {
+        "paradis.experiment_dir": str(exp_dir),
         "paradis.study": spec.name,
         "paradis.git_commit": git_commit(Path(source).parent),
         "paradis.search": spec.search.kind,
         "mlflow.note.content": spec.description,
     }
     resolved = json.dumps(spec.model_dump(mode="json"), indent=1)
-    tracker.start_study(spec.name, tags, {"spec/study.yaml": spec_text, "spec/resolved.json": resolved})
-    return tracker
+    return tracker.start_study(spec.name, tags, {"spec/study.yaml": spec_text, "spec/resolved.json": resolved})
 
 
 def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str):
@@ -142,30 +169,28 @@ def run_study(
     from orchestration.trainable import study_trial
 
     storage = spec.resolved_storage_path()
-    storage.mkdir(parents=True, exist_ok=True)
+    tracker = open_tracker(uri, spec.experiment_name())
+    if resume:  # decided before Ray starts
+        exp_dir, parent = resumable_experiment(spec, tracker)
     address = address or os.environ.get("RAY_ADDRESS")
     ray.init(address=address) if address else ray.init()
     if address:
-        check_resources(spec, source, ray.cluster_resources().get("GPU", 0.0))
+        resources = ray.cluster_resources()
+        check_resources(spec, source, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
     spec_data = json.dumps(spec.data_dict)
     trainable = tune.with_resources(tune.with_parameters(study_trial, spec_data=spec_data), trial_resources(spec))
     if resume:
-        candidates = [p for p in experiment_dirs(spec) if tune.Tuner.can_restore(str(p))]
-        if not candidates:
-            raise NothingToResume(f"no interrupted study {spec.name!r} under {storage} to resume")
-        exp_dir = candidates[-1]
-        state = json.loads((exp_dir / STATE_FILE).read_text())
-        tracker = _start_tracking(spec, spec_text, source, uri, state["parent_run_id"])
+        tracker.resume_study(parent)
         print(f"[paradis] resuming {exp_dir}")
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     else:
+        storage.mkdir(parents=True, exist_ok=True)
         exp_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         exp_dir = storage / exp_name
-        tracker = _start_tracking(spec, spec_text, source, uri, None)
+        exp_dir.mkdir(mode=0o755)
+        parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
         tuner = _tuner(spec, tracker, trainable, exp_name)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": tracker.parent_run_id, "uri": uri}))
-    parent = tracker.parent_run_id
+        (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:

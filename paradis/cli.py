@@ -30,12 +30,41 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT_FILES = ("table.md", "table.csv", "history.json", "model.pt")
+
+
+def _size(text: str) -> int:
+    """A positive image dimension (``--input-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:50]!r} is not a whole number") from None
+    if not 1 <= value <= 8192:
+        raise argparse.ArgumentTypeError(f"{value} must be between 1 and 8192")
+    return value
+
+
+def _classes(text: str) -> int:
+    value = _size(text)
+    if value > 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} classes is more than 1000000")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
     from paradis.config import load_run_config
     from paradis.engine import run_training
+    from paradis.engine.checkpoint import check_writable_dir
     from paradis.engine.evaluation import table_csv, table_markdown
 
     cfg = load_run_config(args.config, args.set)
+    if args.output:  # before the first step: a bad place for the results must not cost the training
+        out = check_writable_dir(args.output, "--output")
+        taken = [n for n in OUTPUT_FILES if (out / n).exists() and not (out / n).is_file()]
+        if taken:
+            raise ValueError(f"--output {str(out)!r}: {', '.join(taken)} there is not a file")
+    if args.checkpoint_dir:
+        check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     result = run_training(
         cfg,
         checkpoint_dir=args.checkpoint_dir,
@@ -60,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="multiply-adds and parameters of each switch, in total and per device")
     p.add_argument("model", choices=list_models())
-    p.add_argument("--num-classes", type=int, help="default: the model's (registry metadata)")
-    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: the model's")
+    p.add_argument("--num-classes", type=_classes, help="default: the model's (registry metadata)")
+    p.add_argument("--input-size", type=_size, nargs=3, metavar=("C", "H", "W"), help="default: the model's")
     p.add_argument("--wide-factor", type=float, help="default: the model's (1.2; 1.0 for super-resolution)")
     p.add_argument("--switches", nargs="+", default=list(DEFAULT_SWITCHES))
     p.set_defaults(fn=_profile)
@@ -79,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ValueError as err:
-        print(f"paradis {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as err:  # CheckpointError, NonFiniteLoss, an unwritable file
+        text = " ".join(str(err).split())
+        print(f"paradis {args.command}: error: {text[:1000]}", file=sys.stderr)
         return 2
 
 

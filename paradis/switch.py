@@ -284,9 +284,18 @@ def _channel_ranges(offsets: tuple[Fraction, ...], base_channels: int) -> tuple[
 SwitchLike = Union[Switch, str, float, int, Sequence[float]]  # noqa: UP007 (a runtime alias on 3.10)
 
 
+MAX_SUBNETWORKS = 1024  # a switch of more devices is a typo, and would cost memory to even list
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never quotes a whole huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
 def _parse_number(token: str, original: str) -> float:
     if not re.fullmatch(_NUMBER, token):
-        raise ValueError(f"switch {original!r}: {token!r} is not a number")
+        raise ValueError(f"switch {_short(original)}: {_short(token)} is not a number")
     return float(token)
 
 
@@ -299,6 +308,8 @@ def parse_switch(text: SwitchLike) -> Switch:
         raise ValueError(f"switch {text!r} is not a number or a list of widths")
     if isinstance(text, (int, float)):
         return Switch([text])
+    if isinstance(text, str) and len(text) > 100_000:
+        raise ValueError(f"switch {_short(text)}: longer than 100000 characters")
     if not isinstance(text, str):
         try:
             items = list(text)
@@ -326,13 +337,15 @@ def parse_switch(text: SwitchLike) -> Switch:
     for part in re.split(r"[,;]", body):
         m = _ITEM.match(part)
         if m is None:
-            raise ValueError(f"switch {original!r}: cannot read {part.strip()!r}")
+            raise ValueError(f"switch {_short(original)}: cannot read {_short(part.strip())}")
         stages = m.group("width").split("/")
         values = [_parse_number(t, original) for t in stages]
         width = values[0] if len(values) == 1 else tuple(values)
         count = int(m.group("count")) if m.group("count") else 1
         if count < 1:
-            raise ValueError(f"switch {original!r}: repeat count {count} must be at least 1")
+            raise ValueError(f"switch {_short(original)}: repeat count {count} must be at least 1")
+        if count + len(widths) > MAX_SUBNETWORKS:  # checked before the list is built
+            raise ValueError(f"switch {_short(original)}: more than {MAX_SUBNETWORKS} sub-networks (the limit)")
         widths.extend([width] * count)
     try:
         return Switch(widths)

@@ -141,3 +141,21 @@ def test_per_stage_switches_join_the_evaluation_table():
     assert rows[found].devices == 2 and not rows[found].trained
     assert rows[found].max_device_macs < rows["[0.5, 0.5]"].max_device_macs
     assert "acc/0.25_0.5_0.5_0.75-0.25_0.25_0.5_0.25" in result.history[-1]
+
+
+def test_damaged_checkpoints_are_kept_aside_never_overwritten(tmp_path):
+    cfg = small_config(epochs=1)
+    run_training(cfg, checkpoint_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage, but somebody's")
+    logs = []
+    run_training(cfg, checkpoint_dir=tmp_path, log=logs.append)
+    aside = list(tmp_path.glob("checkpoint.pt.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"garbage, but somebody's"
+    assert any("kept the damaged checkpoint.pt as" in line for line in logs)
+
+
+def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "ckpt"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"checkpoint folder .* is a file, not a folder"):
+        run_training(small_config(epochs=1), checkpoint_dir=blocker)

@@ -47,6 +47,9 @@ class Tracker(Protocol):
 
     def run_metrics(self, run_id: str) -> dict[str, float]: ...
 
+    def latest_study_run(self, study: str) -> tuple[str, dict[str, str]] | None:
+        """The newest parent run of study ``study`` (its id and tags), or ``None``."""
+
     def download(self, run_id: str, artifact_path: str, dest: str) -> str: ...
 
 
@@ -57,14 +60,24 @@ def paradis_home() -> Path:
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """``uri`` (the spec's), else ``MLFLOW_TRACKING_URI``, else an sqlite file at an absolute path."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            # a relative sqlite path would follow the job's temporary working directory
-            uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).expanduser().resolve())
-        return uri
-    return f"sqlite:///{paradis_home() / 'mlflow.db'}"
+    """``uri`` (the spec's), else ``MLFLOW_TRACKING_URI``, else an sqlite file at an absolute path.
+
+    A relative sqlite path is refused: under ``ray job submit`` it would resolve inside the job's
+    temporary copy of the working directory; an in-memory store keeps nothing."""
+    given = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not given:
+        return f"sqlite:///{paradis_home() / 'mlflow.db'}"
+    where = "tracking.uri" if uri else "MLFLOW_TRACKING_URI"
+    if given.startswith("sqlite:") and given in ("sqlite:", "sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        raise TrackingError(f"{where} {given!r} is an in-memory store: nothing would be kept; give a file")
+    if given.startswith("sqlite:///") and not given.startswith("sqlite:////"):
+        raise TrackingError(
+            f"{where} {given!r} is a relative path: it would follow the working directory (under ray job "
+            f"submit, a temporary copy); give an absolute one, sqlite:////absolute/path/mlflow.db"
+        )
+    if given.startswith("sqlite:") and not given.startswith("sqlite:////"):
+        raise TrackingError(f"{where} {given!r}: an sqlite store is sqlite:////absolute/path/mlflow.db")
+    return given
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:

@@ -173,5 +173,17 @@ class MlflowTracker:
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
+    def latest_study_run(self, study: str) -> tuple[str, dict[str, str]] | None:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return None
+        runs = self.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`paradis.role` = 'study' and tags.`paradis.study` = '{study}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return (runs[0].info.run_id, dict(runs[0].data.tags)) if runs else None
+
     def download(self, run_id: str, artifact_path: str, dest: str) -> str:
         return self.client.download_artifacts(run_id, artifact_path, dest)

@@ -11,6 +11,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from paradis.config.schema import ConfigError, RunConfig
+from paradis.switch import _short as short
+
+MAX_SPEC_BYTES = 1_000_000  # a study or run configuration is a few kilobytes
+MAX_ALIASES = 100  # YAML anchors are a convenience; thousands of aliases are an expansion bomb
+MAX_NODES = 100_000  # values in the loaded document, counted through aliases
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -30,20 +35,59 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def read_yaml(path: str | os.PathLike) -> dict:
-    """A YAML mapping from ``path`` (safe loading, duplicate keys rejected)."""
-    p = Path(path)
+def _check_aliases(text: str, source: str) -> None:
+    """Refuse documents with more aliases than :data:`MAX_ALIASES` before constructing them."""
+    aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise ConfigError(f"{source}: more than {MAX_ALIASES} YAML aliases (the limit)")
+
+
+def _check_size(data, source: str) -> None:
+    """Refuse a document whose values, counted through aliases, exceed :data:`MAX_NODES`."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError(f"{source}: more than {MAX_NODES} values once aliases are expanded (the limit)")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def load_yaml_text(text: str, source: str):
+    """Safe loading with duplicate keys refused and the alias and size limits; one-line errors."""
     try:
-        text = p.read_text()
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read: {err.strerror or err}") from None
-    try:
+        _check_aliases(text, source)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{source}: not valid YAML{where}: {short(problem)[1:-1]}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    _check_size(data, source)
+    return data
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """A YAML mapping from ``path`` (safe loading, duplicate keys rejected, size limits)."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise ConfigError(f"{p}: larger than {MAX_SPEC_BYTES} bytes (the limit for a configuration)")
+        text = p.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {err.start})") from None
+    data = load_yaml_text(text, str(p))
     if data is None:
         raise ConfigError(f"{p}: the file is empty; expected a mapping of settings")
     if not isinstance(data, dict):
@@ -55,18 +99,18 @@ def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> 
     """Apply ``key.path=value`` overrides (values parsed as YAML scalars or lists)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected key.path=value")
+            raise ConfigError(f"{source} {short(item)}: expected key.path=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"{source} {item!r}: cannot read the value {raw!r}") from None
+            value = load_yaml_text(raw, f"{source} {short(item)}") if raw.strip() else None
+        except ConfigError as err:
+            raise ConfigError(f"{source} {short(item)}: cannot read the value: {str(err).split(': ', 2)[-1]}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"{source} {item!r}: {part} is not a section")
+                raise ConfigError(f"{source} {short(item)}: {short(part)} is not a section")
             node = nxt
         node[parts[-1]] = value
     return data
@@ -85,11 +129,16 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
         nested = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", msg)
         if nested and e["type"].startswith("value_error"):  # a check of a whole section names its key
             loc, msg = f"{loc}.{nested.group(1)}" if loc else nested.group(1), nested.group(2)
-        got = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {e.get('input')!r})"
+        got = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {short(e.get('input'))})"
         if e["type"].startswith("value_error") or e["type"] == "assertion_error":
             got = ""
-        lines.append(f"{source}: {loc or '(top)'}: {msg}{got}")
+        loc, msg = _cut(loc or "(top)"), _cut(msg, 400)
+        lines.append(f"{source}: {loc}: {msg}{got}")
     return "\n".join(lines)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
 def validate(model: type[BaseModel], data: dict, source: str, prefix: str = ""):

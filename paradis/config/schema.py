@@ -29,6 +29,16 @@ class ConfigError(ValueError):
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info) -> Any:
+        """``epochs: true`` is a mistake, not 1 epoch: a number field takes no true/false."""
+        if isinstance(v, bool) and info.field_name in cls.model_fields:
+            annotation = str(cls.model_fields[info.field_name].annotation)
+            if ("int" in annotation or "float" in annotation) and "bool" not in annotation:
+                raise ValueError(f"expected a number, got {v}")
+        return v
+
 
 def _switch(value: Any) -> str:
     return str(parse_switch(value))

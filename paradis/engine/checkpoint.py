@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,30 @@ CHECKPOINT_FORMAT = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read (truncated, corrupted or of another format)."""
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` is a folder this process can write into, or one it can create: checked before the
+    first training step, so that no result is lost at the end."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{what} {str(p)!r} is a file, not a folder")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {str(p)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(p)!r}: {str(probe)!r} is not writable")
+    return p
+
+
+def set_aside(path: Path, log: Callable[[str], None]) -> Path:
+    """Rename a damaged checkpoint out of the way (never overwritten by a fresh start) and say so."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(path, aside)
+    log(f"warning: kept the damaged {path.name} as {aside.name}")
+    return aside
 
 
 def previous_checkpoint(path: Path) -> Path:
@@ -44,6 +69,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 def load_resumable(path: Path, map_location, log: Callable[[str], None]) -> dict | None:
     """The newest readable checkpoint: ``path``, else the previous one, else ``None`` (start afresh).
     A damaged file is reported, never retried in a loop."""
+    damaged = False
     for candidate in (path, previous_checkpoint(path)):
         if not candidate.exists():
             continue
@@ -51,6 +77,8 @@ def load_resumable(path: Path, map_location, log: Callable[[str], None]) -> dict
             return load_checkpoint(candidate, map_location=map_location)
         except CheckpointError as err:
             log(f"warning: {err}; trying an older checkpoint")
-    if path.exists() or previous_checkpoint(path).exists():
+            set_aside(candidate, log)
+            damaged = True
+    if damaged:
         log(f"warning: no readable checkpoint in {path.parent}; training starts from scratch")
     return None

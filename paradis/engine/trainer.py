@@ -19,7 +19,7 @@ import torch
 
 from paradis.config import RunConfig
 from paradis.data.splits import Splits, make_loader
-from paradis.engine.checkpoint import CHECKPOINT_NAME, load_resumable, save_checkpoint
+from paradis.engine.checkpoint import CHECKPOINT_NAME, check_writable_dir, load_resumable, save_checkpoint
 from paradis.engine.evaluation import SwitchResult, evaluate_switches, matched_widths
 from paradis.engine.metrics import loss_key, table_metrics
 from paradis.engine.optim import make_optimizer, make_scheduler
@@ -107,6 +107,8 @@ class Trainer:
         self._set_up_evaluation()
         self._set_up_loaders()
         self._set_up_optimization()
+        if checkpoint_dir is not None:
+            check_writable_dir(checkpoint_dir, "checkpoint folder")
         self.ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
         self.resume = resume
         self.history: list[dict[str, float]] = []

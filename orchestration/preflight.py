@@ -1,0 +1,65 @@
+"""Checks that need more than the spec's own values, run once before Ray starts: the storage path can
+be written, and every trial's switches give whole channels in its model."""
+
+from __future__ import annotations
+
+import os
+
+from paradis.config import ConfigError
+
+
+def check_storage(spec, source: str) -> None:
+    """``storage_path`` is a folder this user can write, or can be created as one."""
+    path = spec.resolved_storage_path()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{source}: storage_path: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{source}: storage_path: {probe} is not writable by this user")
+
+
+def _trial_configs(spec) -> list[tuple[str, object]]:
+    from orchestration.spec import _describe, grid_points, run_config_for
+
+    if spec.search.kind == "grid":
+        return [(_describe(p), run_config_for(spec, p)) for p in grid_points(spec)]
+    out = [("(base)", run_config_for(spec, {}))]
+    for key, p in spec.search.space.items():
+        out += [(f"search.space.{key}={v!r}", run_config_for(spec, {key: v})) for v in p.values()]
+    return out
+
+
+def check_switches(spec, source: str) -> None:
+    """Every trial's trained and evaluated switches fit its model (whole channels in every layer),
+    checked on models built on the meta device (no memory, no initialisation cost)."""
+    import torch
+
+    from paradis.data.registry import dataset_info
+    from paradis.models.registry import create_model, model_info
+
+    models: dict[tuple, object] = {}
+    for desc, cfg in _trial_configs(spec):
+        info = dataset_info(cfg.data.name)
+        key = (cfg.model.name, cfg.training.wide_factor, info.input_size[0], cfg.data.sr.scale)
+        if key not in models:
+            kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0]}
+            if model_info(cfg.model.name).num_classes is not None:
+                kwargs["num_classes"] = info.num_classes
+            if model_info(cfg.model.name).task == "super-resolution":
+                kwargs["scale"] = cfg.data.sr.scale
+            with torch.device("meta"):
+                models[key] = create_model(cfg.model.name, **kwargs)
+        named = [(f"training.switches[{i}]", s) for i, s in enumerate(cfg.training.switches)]
+        named += [(f"evaluation.switches[{i}]", s) for i, s in enumerate(cfg.evaluation.switches or [])]
+        if cfg.evaluation.target:
+            named.append(("evaluation.target", cfg.evaluation.target))
+        for where, s in named:
+            try:
+                models[key].resolve(s)
+            except ValueError as err:
+                raise ConfigError(f"{source}: trial {desc}: {where}: {err}") from None
+
+
+__all__ = ["check_storage", "check_switches"]
