@@ -16,7 +16,10 @@ def test_default_store_is_an_absolute_sqlite_file(monkeypatch, tmp_path):
     assert resolve_tracking_uri(spec.tracking.uri) == "http://127.0.0.1:5000"
     monkeypatch.chdir(tmp_path)
     spec = StudySpec(name="s", tracking={"uri": "sqlite:///rel/m.db"}, **named)
-    assert resolve_tracking_uri(spec.tracking.uri) == f"sqlite:///{tmp_path}/rel/m.db"
+    with pytest.raises(TrackingError, match="is a relative path"):  # it would follow the working directory
+        resolve_tracking_uri(spec.tracking.uri)
+    spec = StudySpec(name="s", tracking={"uri": f"sqlite:///{tmp_path}/m.db"}, **named)
+    assert resolve_tracking_uri(spec.tracking.uri) == f"sqlite:///{tmp_path}/m.db"
 
 
 def test_unreachable_server_is_a_clear_error_at_once():
