@@ -1,15 +1,63 @@
 #!/usr/bin/env bash
-# Ray nodes: read the MLflow password from its secret file (never from the image), then run the command.
+# Ray nodes: the MLflow writer account's password from its secret file (never the admin's, never from the
+# image), a Ray token that only this user can read (0600), the dashboard on loopback unless told otherwise;
+# then the command.
 set -euo pipefail
 secrets=${SECRETS_DIR:-/run/secrets}
-if [[ -f $secrets/mlflow_password ]]; then
-    MLFLOW_TRACKING_PASSWORD="$(tr -d '\n' < "$secrets/mlflow_password")"
+
+# MLflow: the writer account, a non-admin user that may create experiments and owns (MANAGE) the ones it
+# creates; MLFLOW_TRACKING_USERNAME names it. The admin account stays on the MLflow host.
+if [[ -f $secrets/mlflow_writer_password ]]; then
+    MLFLOW_TRACKING_PASSWORD="$(tr -d '\n' < "$secrets/mlflow_writer_password")"
     export MLFLOW_TRACKING_PASSWORD
 fi
+if [[ -e $secrets/mlflow_password ]]; then
+    echo "entrypoint: warning: the MLflow admin password ($secrets/mlflow_password) is mounted on a Ray node;" \
+        "mount mlflow_writer_password instead" >&2
+fi
+
+# A token file readable by this user only. Ray reads it as it finds it, and `ray get-auth-token --generate`
+# writes 0644: chmod it, or, where it cannot be changed (a read-only mount, another owner), use a private
+# 0600 copy in ~/.ray/auth_token.
+private_mode() { local mode; mode=$(stat -L -c %a "$1"); (( (8#$mode & 8#077) == 0 )); }
 token=${RAY_AUTH_TOKEN_PATH:-$secrets/ray_token}
 if [[ ! -s $token ]]; then
     echo "entrypoint: the Ray token secret $token is missing or empty" >&2
     exit 1
 fi
+if ! private_mode "$token" && ! { chmod 600 "$token" 2>/dev/null && private_mode "$token"; }; then
+    copy="${HOME:-/tmp}/.ray/auth_token"
+    if [[ $copy != "$token" ]]; then
+        mkdir -p "$(dirname "$copy")" && chmod 700 "$(dirname "$copy")"
+        rm -f "$copy"
+        (umask 077 && cp "$token" "$copy")
+        echo "entrypoint: $token is readable by others and cannot be changed; using a 0600 copy, $copy" >&2
+        token=$copy
+    else
+        echo "entrypoint: warning: $token is readable by others and cannot be changed" >&2
+    fi
+fi
+export RAY_AUTH_TOKEN_PATH=$token
+# a token Ray would find by default, if there is one, is private too
+default_token="${HOME:-/tmp}/.ray/auth_token"
+if [[ -f $default_token ]] && ! private_mode "$default_token"; then
+    chmod 600 "$default_token" 2>/dev/null || echo "entrypoint: cannot chmod 600 $default_token" >&2
+fi
+
+# `ray start --head` without --dashboard-host: the dashboard and job API listen on RAY_DASHBOARD_HOST,
+# 127.0.0.1 unless told otherwise (a container published through Docker needs 0.0.0.0 inside it).
+if [[ ${1:-} == ray && ${2:-} == start ]]; then
+    head=false dashboard_host=false
+    for arg in "$@"; do
+        case $arg in
+            --head) head=true ;;
+            --dashboard-host | --dashboard-host=*) dashboard_host=true ;;
+        esac
+    done
+    if $head && ! $dashboard_host; then
+        set -- "$@" "--dashboard-host=${RAY_DASHBOARD_HOST:-127.0.0.1}"
+    fi
+fi
+
 mkdir -p "${PARADIS_HOME:-/shared/paradis}"
 exec "$@"

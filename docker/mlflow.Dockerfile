@@ -5,7 +5,7 @@ FROM python:3.11.11-slim-bookworm
 RUN pip install --no-cache-dir "mlflow[auth]==3.17.2" "psycopg[binary]==3.3.9" \
     && useradd --create-home --uid 1000 mlflow \
     && mkdir -p /mlartifacts && chown mlflow /mlartifacts
-COPY --chown=mlflow docker/mlflow-entrypoint.sh /usr/local/bin/mlflow-entrypoint.sh
+COPY --chown=mlflow docker/mlflow-entrypoint.sh docker/mlflow-writer.py /usr/local/bin/
 USER mlflow
 WORKDIR /home/mlflow
 EXPOSE 5000

@@ -2,12 +2,16 @@
 with PostgreSQL, each in its own Linux network namespace with its own address (198.18.0.0/15, joined by a
 bridge), started with the commands the compose services run (docker/entrypoint.sh,
 docker/mlflow-entrypoint.sh). A smoke study submitted with ``ray job submit`` must run its trials on the
-worker host and land its runs in the MLflow server. Everything is torn down, also on failure (slow)."""
+worker host and land its runs in the MLflow server, written by the Ray nodes' non-admin writer account
+(the admin's secret is only on the MLflow host); no MLflow process holds a password on its command line,
+and the Ray token is made 0600. Everything is torn down, also on failure (slow)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -127,6 +131,23 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _call(url: str, auth: tuple[str, str], body: dict | None = None, method: str = "POST") -> tuple[int, dict]:
+    """One MLflow REST call with basic authentication (GET without a body): (HTTP status, JSON answer)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else method)
+    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode(errors="replace")
+    try:
+        return status, json.loads(text or "{}")
+    except ValueError:
+        return status, {"text": text[:500]}
+
+
 def test_compose_topology_on_three_hosts(tmp_path):
     reason = _skip_reason()
     if reason:
@@ -140,13 +161,29 @@ def test_compose_topology_on_three_hosts(tmp_path):
     try:
         head_ip, worker_ip, mlflow_ip = hosts.add("head", 10), hosts.add("worker", 11), hosts.add("mlflow", 12)
 
-        # the secrets, as docker/make-secrets.sh writes them
-        secret_dir = work / "secrets"
-        secret_dir.mkdir()
-        for name in ("ray_token", "postgres_password", "mlflow_password", "mlflow_flask_secret"):
-            (secret_dir / name).write_text(secrets.token_hex(32) + "\n")
-        for f in secret_dir.iterdir():
-            f.chmod(0o644)  # read by the postgres user below
+        # the secrets, as docker/make-secrets.sh writes them, mounted as compose mounts them: the MLflow host
+        # gets PostgreSQL's, the admin's, the writer's and the Flask key; the Ray hosts the token and the writer's
+        values = {
+            n: secrets.token_hex(32)
+            for n in (
+                "ray_token",
+                "postgres_password",
+                "mlflow_password",
+                "mlflow_writer_password",
+                "mlflow_flask_secret",
+            )
+        }
+        secret_dir, ray_secret_dir = work / "secrets", work / "ray-secrets"
+        for folder, names in (
+            (secret_dir, ("postgres_password", "mlflow_password", "mlflow_writer_password", "mlflow_flask_secret")),
+            (ray_secret_dir, ("ray_token", "mlflow_writer_password")),
+        ):
+            folder.mkdir()
+            for name in names:
+                (folder / name).write_text(values[name] + "\n")
+                (folder / name).chmod(0o600)
+        (secret_dir / "postgres_password").chmod(0o644)  # read by the postgres user below (initdb --pwfile)
+        (ray_secret_dir / "ray_token").chmod(0o644)  # as `ray get-auth-token --generate` writes it
 
         # MLflow host: PostgreSQL on its own address, then the MLflow entrypoint of the compose service
         pgdata = work / "pgdata"
@@ -214,6 +251,7 @@ def test_compose_topology_on_three_hosts(tmp_path):
                 "POSTGRES_USER": "mlflow",
                 "POSTGRES_DB": "mlflow",
                 "MLFLOW_ADMIN_USERNAME": "admin",
+                "MLFLOW_WRITER_USERNAME": "paradis-writer",
                 "ARTIFACTS_DIR": str(work / "mlartifacts"),
                 "MLFLOW_HOST": mlflow_ip,
                 "MLFLOW_ALLOWED_HOSTS": f"{mlflow_ip},{mlflow_ip}:5000",
@@ -222,15 +260,29 @@ def test_compose_topology_on_three_hosts(tmp_path):
         )
         wait_for("mlflow", lambda: _http_ok(f"http://{mlflow_ip}:5000/health"), 120, [logs["mlflow"]])
 
+        # no MLflow process (the server, its workers) holds a password on its command line (`ps`), nor in its
+        # environment: PostgreSQL's goes by a pgpass file, the admin's by the auth config file
+        seen = []
+        for pid in sh("ip", "netns", "pids", f"{tag}-mlflow").stdout.split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+                seen.append(cmdline.replace("\0", " "))
+                for name in ("postgres_password", "mlflow_password", "mlflow_writer_password"):
+                    assert values[name] not in cmdline, (name, cmdline)
+                    assert values[name] not in environ, (name, cmdline)
+        assert any("mlflow" in c and "server" in c for c in seen), seen
+        assert any("postgresql+psycopg://mlflow@" in c for c in seen), seen  # the store URI, without password
+
         # Ray hosts: the compose services' environment and commands
         shared = work / "shared"
         ray_env = {
             **base_env,
-            "SECRETS_DIR": str(secret_dir),
+            "SECRETS_DIR": str(ray_secret_dir),
             "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(secret_dir / "ray_token"),
+            "RAY_AUTH_TOKEN_PATH": str(ray_secret_dir / "ray_token"),
             "MLFLOW_TRACKING_URI": f"http://{mlflow_ip}:5000",
-            "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_USERNAME": "paradis-writer",
             "PARADIS_HOME": str(shared / "paradis"),
             "PARADIS_CACHE": str(work / "cache"),
         }
@@ -261,6 +313,7 @@ def test_compose_topology_on_three_hosts(tmp_path):
             120,
             [logs["head"]],
         )
+        assert (ray_secret_dir / "ray_token").stat().st_mode & 0o777 == 0o600  # the entrypoint made it private
         hosts.start(
             "worker",
             [
@@ -295,7 +348,7 @@ def test_compose_topology_on_three_hosts(tmp_path):
         wait_for("ray worker", two_nodes, 120, [logs["head"], logs["worker"]])
 
         # the user, on the machine outside: ray job submit with the token
-        submit_env = {**base_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(secret_dir / "ray_token")}
+        submit_env = {**base_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_secret_dir / "ray_token")}
         job = sh(
             str(VENV_BIN / "ray"),
             "job",
@@ -324,7 +377,7 @@ def test_compose_topology_on_three_hosts(tmp_path):
         from mlflow.tracking import MlflowClient
 
         os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = (secret_dir / "mlflow_password").read_text().strip()
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = values["mlflow_password"]
         try:
             client = MlflowClient(f"http://{mlflow_ip}:5000")
             exp = client.get_experiment_by_name("paradis-quickstart")
@@ -343,6 +396,80 @@ def test_compose_topology_on_three_hosts(tmp_path):
             urllib.request.urlopen(
                 f"http://{mlflow_ip}:5000/api/2.0/mlflow/experiments/search?max_results=1", timeout=5
             )
+
+        # the study was written by the writer account: it created the experiment, so it owns it (MANAGE),
+        # and it is no admin; no Ray process holds the admin's password
+        api = f"http://{mlflow_ip}:5000/api"
+        admin = ("admin", values["mlflow_password"])
+        writer = ("paradis-writer", values["mlflow_writer_password"])
+        status, user = _call(f"{api}/2.0/mlflow/users/get?username=paradis-writer", admin)
+        assert status == 200 and user["user"]["is_admin"] is False, user
+        status, perm = _call(
+            f"{api}/3.0/mlflow/users/permissions/get?username=paradis-writer"
+            f"&resource_type=experiment&resource_id={exp.experiment_id}",
+            admin,
+        )
+        assert status == 200 and perm["permission"] == "MANAGE", perm
+        for ns in (f"{tag}-head", f"{tag}-worker"):
+            for pid in sh("ip", "netns", "pids", ns).stdout.split():
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+                    assert values["mlflow_password"] not in environ
+        # the writer can do no admin-only call, nor write to an experiment someone else made
+        assert _call(f"{api}/2.0/mlflow/users/get?username=paradis-writer", writer)[0] == 200
+        status, made = _call(f"{api}/2.0/mlflow/experiments/create", admin, {"name": "people-only"})
+        assert status == 200, made
+        other = made["experiment_id"]
+        refused = {
+            "create a user": ("2.0/mlflow/users/create", {"username": "intruder", "password": "x" * 16}, "POST"),
+            "make itself admin": (
+                "2.0/mlflow/users/update-admin",
+                {"username": "paradis-writer", "is_admin": True},
+                "PATCH",
+            ),
+            "reset the admin's password": (
+                "2.0/mlflow/users/update-password",
+                {"username": "admin", "password": "y" * 16},
+                "PATCH",
+            ),
+            "grant itself a permission": (
+                "3.0/mlflow/users/permissions/grant",
+                {
+                    "username": "paradis-writer",
+                    "resource_type": "experiment",
+                    "resource_id": other,
+                    "permission": "MANAGE",
+                },
+                "POST",
+            ),
+            "run in another's experiment": ("2.0/mlflow/runs/create", {"experiment_id": other}, "POST"),
+            "delete another's experiment": ("2.0/mlflow/experiments/delete", {"experiment_id": other}, "POST"),
+        }
+        for what, (path, body, method) in refused.items():
+            status, answer = _call(f"{api}/{path}", writer, body, method)
+            assert status == 403, (what, status, answer)
+        # while in its own experiment it may (the same call, so the 403s above are permissions, not routes)
+        status, answer = _call(f"{api}/2.0/mlflow/runs/create", writer, {"experiment_id": exp.experiment_id})
+        assert status == 200, answer
+        assert _call(f"{api}/2.0/mlflow/users/get?username=intruder", admin)[0] == 404
+        # an experiment someone else made: the admin grants the writer EDIT (docker/README.md), then it may
+        from mlflow.server.auth.client import AuthServiceClient
+
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = admin
+        try:
+            AuthServiceClient(f"http://{mlflow_ip}:5000").grant_user_permission(
+                "paradis-writer", "experiment", other, "EDIT"
+            )
+        finally:
+            os.environ.pop("MLFLOW_TRACKING_USERNAME")
+            os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+        status, answer = _call(f"{api}/2.0/mlflow/runs/create", writer, {"experiment_id": other})
+        assert status == 200, answer
+        assert _call(f"{api}/2.0/mlflow/experiments/delete", writer, {"experiment_id": other})[0] == 403  # EDIT only
+        assert (
+            _call(f"{api}/2.0/mlflow/experiments/get?experiment_id={other}", admin)[1]["experiment"]["lifecycle_stage"]
+            == "active"
+        )
     finally:
         hosts.close()
         shutil.rmtree(work, ignore_errors=True)
