@@ -41,6 +41,8 @@ def _grid_setup(spec):
     space: dict[str, Any] = {k: tune.grid_search(p.values()) for k, p in search.space.items()}
     if search.variants:
         space = {"variant": tune.grid_search(list(search.variants)), **space}
+    if spec.repeats > 1:  # each configuration once per seed: the repeats are trials of their own
+        space["repeat"] = tune.grid_search(list(range(spec.repeats)))
     return space, None
 
 

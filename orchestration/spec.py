@@ -191,6 +191,8 @@ STUDY_KEYS = (
     "storage_path",
     "front",
     "distributable",
+    "repeats",
+    "compare",
 )
 
 
@@ -213,6 +215,10 @@ class StudySpec(RunConfig):
     storage_path: str | None = Field(None, description="Ray results and checkpoints; default ~/paradis/ray_results")
     front: FrontSpec | None = Field(None, description="select an accuracy-cost front at the end of each trial")
     distributable: DistributableSpec | None = None
+    repeats: int = Field(1, ge=1, le=100, description="seeds each trial configuration is trained with")
+    compare: str | None = Field(
+        None, description="a variant: the paired difference of every other variant to it, per switch, over seeds"
+    )
     _data: dict = PrivateAttr(default_factory=dict)  # what the spec was validated from
 
     @model_validator(mode="before")
@@ -252,6 +258,10 @@ class StudySpec(RunConfig):
             raise ValueError("distributable: the distributable search runs in the front step; add a front section")
         if self.front is not None and self.resources.workers_per_trial > 1:
             raise ValueError("front: front selection runs in one-worker trials (resources.workers_per_trial: 1)")
+        if self.compare is not None and self.compare not in self.search.variants:
+            raise ValueError(f"compare: {self.compare!r} is not one of search.variants")
+        if self.repeats > 1 and self.search.kind == "optuna" and self.resources.workers_per_trial > 1:
+            raise ValueError("repeats: an Optuna trial trains its seeds in one process (workers_per_trial: 1)")
         return self
 
     # --- derived ---------------------------------------------------------------------------------
@@ -307,13 +317,25 @@ def set_key(data: dict, key: str, value: Any) -> None:
         node[last] = copy.deepcopy(value)
 
 
+def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:
+    """The seed of repeat ``repeat`` of a configuration: its own seed plus the repeat index."""
+    data = spec.run_section()
+    for key, value in (spec.search.variants.get(variant, {}) if variant else {}).items():
+        set_key(data, key, value)
+    base = (data.get("training") or {}).get("seed", 0)
+    return (base if isinstance(base, int) and not isinstance(base, bool) else 0) + repeat
+
+
 def trial_params(spec: StudySpec, params: dict[str, Any]) -> list[tuple[str, Any]]:
     """A trial's dotted keys and values: its variant's, then its searched values; a value naming one
     of the spec's ``switch_sets`` stands for that list of switches."""
     params = dict(params)
     variant = params.pop("variant", None)
+    repeat = params.pop("repeat", None)
     items = list(spec.search.variants[variant].items()) if variant is not None else []
     items += list(params.items())
+    if repeat:  # the seed enters data order, initialisation and augmentation
+        items.append(("training.seed", seed_of(spec, variant, repeat)))
     out = []
     for key, value in items:
         if key in _SWITCH_LIST_KEYS and isinstance(value, str) and value in spec.switch_sets:
@@ -359,7 +381,7 @@ def trial_count(spec: StudySpec) -> int:
     """The trials a study runs, computed without expanding its grid."""
     if spec.search.kind != "grid":
         return spec.search.samples
-    n = max(1, len(spec.search.variants)) * spec.search.samples
+    n = max(1, len(spec.search.variants)) * spec.search.samples * spec.repeats
     for p in spec.search.space.values():
         n *= len(p.values())
     return n
@@ -374,6 +396,8 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     points = [dict(zip(keys, combo)) for combo in combos] or [{}]
     if spec.search.variants:
         points = [{"variant": name, **p} for name in spec.search.variants for p in points]
+    if spec.repeats > 1:
+        points = [{**p, "repeat": k} for p in points for k in range(spec.repeats)]
     return points
 
 

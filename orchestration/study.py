@@ -66,6 +66,16 @@ def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
     return exp_dir, run_id
 
 
+def private_token(path: Path | None = None) -> None:
+    """The Ray token the local Ray created (or that the user gave) readable by this user only."""
+    token = path or Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        if token.is_file() and token.stat().st_uid == os.getuid() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError:  # a read-only mount: the deployment's entrypoint handles it
+        pass
+
+
 def trial_resources(spec: StudySpec) -> dict[str, float]:
     res = spec.resources
     if res.workers_per_trial > 1:
@@ -174,6 +184,7 @@ def run_study(
         exp_dir, parent = resumable_experiment(spec, tracker)
     address = address or os.environ.get("RAY_ADDRESS")
     ray.init(address=address) if address else ray.init()
+    private_token()
     if address:
         resources = ray.cluster_resources()
         check_resources(spec, source, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
@@ -228,6 +239,39 @@ def report_study(tracker: Tracker, run_id: str, spec: StudySpec, records: list[T
     report_fronts(tracker, run_id, spec, records, title)
     if spec.search.kind == "optuna" and len(spec.search.objectives) > 1:
         report_search_front(tracker, run_id, spec, records, title)
+    if spec.repeats > 1:
+        report_seeds(tracker, run_id, spec, records, title)
+
+
+def report_seeds(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:
+    """Mean ± sd over seeds per configuration and switch, and the paired differences to ``compare``."""
+    import matplotlib.pyplot as plt
+
+    from orchestration.report.seeds import (
+        compare_markdown,
+        paired_differences,
+        summary_figure,
+        summary_markdown,
+        summary_rows,
+    )
+
+    md = summary_markdown(records, f"{title} ({spec.repeats} seeds)")
+    tracker.log_text(run_id, md, "study/summary.md")
+    tracker.log_table(
+        run_id, [{**r, "values": json.dumps(r["values"])} for r in summary_rows(records)], "study/summary.json"
+    )
+    fig = summary_figure(records, f"{title}: mean over {spec.repeats} seeds")
+    tracker.log_figure(run_id, fig, "study/summary.png")
+    plt.close(fig)
+    print("\n" + md)
+    diffs = paired_differences(records, spec.compare) if spec.compare else []
+    if diffs:
+        text = compare_markdown(diffs, is_sr(records), f"{title}: against {spec.compare}")
+        tracker.log_text(run_id, text, "study/compare.md")
+        tracker.log_table(run_id, diffs, "study/compare.json")
+        slug = {s: parse_switch(s).slug for s in {d["switch"] for d in diffs}}
+        tracker.log_metrics(run_id, {f"diff/{d['configuration']}/{slug[d['switch']]}": d["diff"] for d in diffs})
+        print("\n" + text)
 
 
 def report_fronts(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:

@@ -49,6 +49,9 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="paradis-trial-"))
     try:
         _restore(tune.get_checkpoint(), workdir)
+        if spec.repeats > 1 and "repeat" not in config:  # a searched configuration: its seeds in this trial
+            _train_seeds(spec, config, workdir)
+            return
 
         def callback(report: EpochReport) -> None:
             tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
@@ -66,6 +69,47 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
             _report_front(spec, config, trainer, proposer, result, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def mean_metrics(reports: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean over seeds of every numeric metric all of them report."""
+    keys = [k for k, v in reports[0].items() if isinstance(v, (int, float)) and all(k in r for r in reports)]
+    return {k: sum(float(r[k]) for r in reports) / len(reports) for k in keys}
+
+
+def mean_table(tables: list[list[dict]]) -> list[dict]:
+    """Rows of the first seed's table with each measure averaged over seeds and every seed's score
+    kept (``scores``)."""
+    out = []
+    for rows in zip(*tables):
+        row = dict(rows[0])
+        for key in ("top1", "top5", "psnr"):
+            if row.get(key) is not None:
+                row[key] = sum(r[key] for r in rows) / len(rows)
+        row["scores"] = [r["psnr"] if r.get("psnr") is not None else r["top1"] for r in rows]
+        out.append(row)
+    return out
+
+
+def _train_seeds(spec: StudySpec, config: dict, workdir: Path) -> None:
+    """One searched configuration trained with ``repeats`` seeds, epoch by epoch; the searcher and the
+    scheduler see the mean over seeds."""
+    from ray import tune
+
+    cfgs = [run_config_for(spec, {**config, "repeat": k}) for k in range(spec.repeats)]
+    trainers = [Trainer(c, checkpoint_dir=workdir / f"seed{k}", proposer=proposer_for(c)) for k, c in enumerate(cfgs)]
+    done = [t.start() for t in trainers]
+    try:
+        for epoch in range(min(done), cfgs[0].training.epochs):
+            reports = [t.run_epoch(epoch) if epoch >= d else None for t, d in zip(trainers, done)]
+            metrics = mean_metrics([r.metrics if r else t.history[epoch] for r, t in zip(reports, trainers)])
+            out: dict[str, Any] = {**metrics, "repeats": spec.repeats}
+            if all(r is not None and r.table is not None for r in reports):
+                out["table"] = json.dumps(mean_table([[row.as_dict() for row in r.table] for r in reports]))
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            maybe_inject(epoch + 1)
+    except NonFiniteLoss as err:
+        tune.report({FAILED_KEY: str(err)})
 
 
 def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, result, workdir: Path) -> None:

@@ -13,8 +13,9 @@ FAILED_KEY = "failed_reason"  # a trial's last report names why it ended failed 
 
 
 def trial_name(trial) -> str:
-    variant = trial.config.get("variant")
-    return f"{variant}_{trial.trial_id}" if variant else f"trial_{trial.trial_id}"
+    variant, repeat = trial.config.get("variant"), trial.config.get("repeat")
+    seed = "" if repeat is None else f"-seed{repeat}"
+    return f"{variant}{seed}_{trial.trial_id}" if variant else f"trial{seed}_{trial.trial_id}"
 
 
 def _error_text(trial) -> str:
@@ -74,7 +75,8 @@ def tracking_callback(tracker: Tracker, params_of, tags: dict[str, str]):
             last = trial.last_result or {}
             rows = json.loads(last.get("table") or self.tables.get(trial.trial_id) or "[]")
             if rows:
-                results = [SwitchResult(**r) for r in rows]
+                fields = set(SwitchResult.__dataclass_fields__)
+                results = [SwitchResult(**{k: v for k, v in r.items() if k in fields}) for r in rows]
                 tracker.log_table(run_id, rows, "table/switches.json")
                 tracker.log_text(run_id, table_markdown(results), "table/switches.md")
                 tracker.log_text(run_id, table_csv(results), "table/switches.csv")

@@ -274,39 +274,49 @@ class Trainer:
         every = self.cfg.evaluation.every
         return epoch + 1 == self.t.epochs or bool(every and (epoch + 1) % every == 0)
 
-    def fit(self) -> TrainResult:
-        """Train (resuming from the checkpoint when there is one), evaluating when due."""
-        stopped, table = False, None
-        for epoch in range(self._restore(), self.t.epochs):
-            metrics = self.train_epoch(epoch)
-            table = None
-            if self._due(epoch):
-                eval_start = time.perf_counter()
-                table = self.evaluate()
-                metrics.update(table_metrics(table, self.task.measure, self.target))
-                metrics["eval_seconds"] = time.perf_counter() - eval_start
-            self.history.append(metrics)
-            self._save(epoch + 1)
-            self._log_epoch(epoch, metrics)
-            report = EpochReport(
-                epoch + 1, self.t.epochs, metrics, table, self.ckpt_path if self.dist.is_main else None
-            )
-            if self.callback is not None and self.callback(report):
-                stopped = epoch + 1 < self.t.epochs
-                break
-        if table is None:  # resumed after the last epoch, or stopped before an evaluation
+    def start(self) -> int:
+        """Resume from the checkpoint when there is one; the epochs already completed."""
+        return self._restore()
+
+    def run_epoch(self, epoch: int) -> EpochReport:
+        """Train epoch ``epoch`` (0-based), evaluate when due, record, checkpoint and log it."""
+        metrics = self.train_epoch(epoch)
+        table = None
+        if self._due(epoch):
+            eval_start = time.perf_counter()
             table = self.evaluate()
+            metrics.update(table_metrics(table, self.task.measure, self.target))
+            metrics["eval_seconds"] = time.perf_counter() - eval_start
+        self.history.append(metrics)
+        self._save(epoch + 1)
+        self._log_epoch(epoch, metrics)
+        return EpochReport(epoch + 1, self.t.epochs, metrics, table, self.ckpt_path if self.dist.is_main else None)
+
+    def result(self, table: list[SwitchResult] | None = None, stopped: bool = False) -> TrainResult:
+        """The run's result; its table is evaluated now unless given."""
         return TrainResult(
             config=self.cfg,
             method=describe_method(self.t),
             model=self.model,
-            table=table,
+            table=table if table is not None else self.evaluate(),
             history=self.history,
             seconds=time.perf_counter() - self.started,
             stopped_early=stopped,
             input_size=self.input_size,
             trainer=self,
         )
+
+    def fit(self) -> TrainResult:
+        """Train (resuming from the checkpoint when there is one), evaluating when due; the callback
+        sees every epoch's report and may stop the run."""
+        report, stopped = None, False
+        for epoch in range(self.start(), self.t.epochs):
+            report = self.run_epoch(epoch)
+            if self.callback is not None and self.callback(report):
+                stopped = epoch + 1 < self.t.epochs
+                break
+        # resumed after the last epoch, or stopped before an evaluation: evaluate now
+        return self.result(report.table if report is not None else None, stopped)
 
     def _log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         measured = " ".join(

@@ -162,3 +162,43 @@ def test_every_reduced_study_runs_with_smoke(study_env, tmp_path, study, experim
     assert all(c.info.status == "FINISHED" for c in children)
     if extra:
         assert all(c.data.params["precision"] == "bf16" and c.data.params["channels_last"] == "True" for c in children)
+
+
+def test_repeated_seeds_give_means_intervals_and_paired_differences(study_env, tmp_path):
+    variants = "search.variants={a: {training.beta: 0.0}, b: {training.distillation: ipkd}}"
+    args = ["studies/quickstart.yaml", "--smoke", "--set", variants, "--set", "repeats=2", "--set", "compare=a"]
+    proc = run_study(args, study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "4 of 4 trials finished" in proc.stdout
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert sorted((c.data.params["search.variant"], c.data.params["search.repeat"]) for c in children) == [
+        ("a", "0"),
+        ("a", "1"),
+        ("b", "0"),
+        ("b", "1"),
+    ]
+    assert {c.data.params["training.seed"] for c in children} == {"0", "1"}
+    parent = parents[0]
+    paths = set(artifact_paths(client, parent.info.run_id))
+    assert {"study/summary.md", "study/summary.json", "study/summary.png", "study/compare.md"} <= paths
+    summary = Path(client.download_artifacts(parent.info.run_id, "study/summary.md", str(tmp_path / "dl")))
+    assert " (2) |" in summary.read_text()
+    assert "diff/b/1.0" in parent.data.metrics
+
+
+def test_an_optuna_trial_trains_its_seeds_and_reports_their_mean(study_env, tmp_path):
+    args = ["studies/search.yaml", "--smoke", "--set", "repeats=2", "--set", "search.samples=2"]
+    proc = run_study([*args, "--set", "scheduler.kind=none"], study_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-search")
+    assert len(children) == 2
+    for c in children:
+        table = json.loads(
+            Path(
+                client.download_artifacts(c.info.run_id, "table/switches.json", str(tmp_path / c.info.run_id))
+            ).read_text()
+        )
+        scores = [dict(zip(table["columns"], row))["scores"] for row in table["data"]]
+        assert scores and all(len(seed_values) == 2 for seed_values in scores)  # both seeds' measures kept
+    summary = Path(client.download_artifacts(parents[0].info.run_id, "study/summary.md", str(tmp_path / "dl")))
+    assert " (2) |" in summary.read_text()

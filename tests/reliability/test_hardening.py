@@ -228,3 +228,13 @@ def test_a_planted_experiment_folder_is_never_restored(tmp_path):
         assert not marker.exists()  # nothing was unpickled
     finally:
         os.environ.pop("PARADIS_HOME", None)
+
+
+def test_the_ray_token_is_made_private(tmp_path):
+    from orchestration.study import private_token
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    private_token(token)
+    assert token.stat().st_mode & 0o777 == 0o600
