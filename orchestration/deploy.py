@@ -50,7 +50,7 @@ from paradis.deploy import (
     read_table,
     switch_table,
 )
-from paradis.deploy.export import accuracy_from_metrics, load_fusion
+from paradis.deploy.export import accuracy_from_metrics, load_fusion, load_state
 from paradis.deploy.onnx import FORMATS, QUANTIZATIONS, EdgeOptions
 from paradis.switch import Switch, SwitchLike, parse_switch
 
@@ -175,9 +175,7 @@ class DevicePool:
             s = manifest.parsed_switch
             if switch is not None and parse_switch(switch) != s:
                 raise ExportError(f"{str(source)!r} holds switch {s}, not {parse_switch(switch)}")
-            states = [
-                torch.load(Path(source) / d.state_file, map_location="cpu", weights_only=True) for d in manifest.devices
-            ]
+            states = [load_state(source, d.index, manifest) for d in manifest.devices]  # digests checked
             args, bias = manifest.model, load_fusion(source, manifest).bias
             self.trained = None
         where = self._check_assignment(s, assignment)

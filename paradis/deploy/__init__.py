@@ -11,10 +11,12 @@ from paradis.deploy.export import (
     load_artifact,
     load_fusion,
     load_program,
+    load_state,
     load_subnetwork,
     load_trained,
     read_manifest,
     switch_table,
+    verify_export,
 )
 from paradis.deploy.onnx import EdgeOptions
 from paradis.deploy.planner import Device, Plan, PlanError, SwitchOption, best_fallback, parse_device, plan, read_table
@@ -38,6 +40,7 @@ __all__ = [
     "load_artifact",
     "load_fusion",
     "load_program",
+    "load_state",
     "load_subnetwork",
     "load_trained",
     "measure_latency",
@@ -46,4 +49,5 @@ __all__ = [
     "read_manifest",
     "read_table",
     "switch_table",
+    "verify_export",
 ]

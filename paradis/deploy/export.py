@@ -19,6 +19,8 @@ multiply-adds, parameters and files, and the size and SHA-256 of every file it n
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -35,11 +37,26 @@ import paradis.deploy.onnx as edge_formats
 from paradis.costs import profile
 from paradis.data import normalization
 from paradis.data.registry import dataset_info, list_datasets
+from paradis.deploy.files import (
+    MAX_JSON_BYTES,
+    MAX_MANIFEST_BYTES,
+    ExportError,
+    check_digest_entry,
+    check_name,
+    count,
+    finite_number,
+    member_path,
+    parse_json,
+    quote,
+    read_json,
+    read_limited,
+    read_verified,
+)
 from paradis.deploy.onnx import EdgeOptions, RunData, Runner
 from paradis.deploy.planner import SwitchOption
 from paradis.deploy.timing import measure_latency
 from paradis.engine.metrics import measures_by_switch
-from paradis.models import ParaDiSModel, create_model
+from paradis.models import ParaDiSModel, create_model, list_models
 from paradis.models.base import Fusion, SubNetwork
 from paradis.switch import Switch, SwitchLike, parse_switch
 
@@ -51,11 +68,10 @@ CALIBRATION_SOURCE = (
     "the training images that calibrate BN in paradis.engine (the same subset of the run's training split)"
 )
 
-# Image sizes the training data sets give the model (C comes from the model's first layer).
-
-
-class ExportError(ValueError):
-    """A model or export folder that cannot be exported or read; names the path and what is wrong."""
+MAX_CLASSES = 1_000_000  # a manifest asking for more would make the loader allocate absurd layers
+MAX_IN_CHANS = 64
+MAX_IMAGE_SIDE = 8192
+ARTIFACT_KINDS = ("onnx", "onnx-int8", "pte")
 
 
 # --- the trained model -----------------------------------------------------------------------------
@@ -122,7 +138,7 @@ def _shapes_from_state(state: Mapping[str, torch.Tensor], where: str) -> tuple[i
         return int(state["head.weight"].shape[0]), int(state["stem.weight"].shape[1])
     except (KeyError, AttributeError, IndexError):
         raise ExportError(
-            f"{where}: not the state dict of a ParaDiS classifier (no head.weight / stem.weight); only "
+            f"{quote(where)}: not the state dict of a ParaDiS classifier (no head.weight / stem.weight); only "
             "classifiers (mobilenet_v1*, resnet*) can be deployed"
         ) from None
 
@@ -151,49 +167,134 @@ def load_trained(
 ) -> TrainedModel:
     """A model from a file written by :mod:`paradis.engine` (``checkpoint.pt``: model, configuration
     and metrics history) or a bare state dict (``model.pt`` of ``python -m paradis train --output``:
-    then ``model_name`` is required, and accuracies are read from ``history.json`` beside it)."""
-    p = Path(path)
+    then ``model_name`` is required, and accuracies are read from ``history.json`` beside it).
+
+    Read with ``weights_only=True`` (no code runs); every part of the file is checked for its type, so a
+    damaged or foreign file is one :class:`ExportError` naming what is wrong."""
+    p = _model_file(Path(path))
+    where = quote(str(p))
+    config, state, history = _checkpoint_parts(_read_checkpoint(p), p)
+    name = model_name or config["model"].get("name")
+    if not name:
+        raise ExportError(f"{where} is a bare state dict: give the model name (e.g. mobilenet_v1_small)")
+    if not isinstance(name, str) or name not in list_models():
+        raise ExportError(f"{where}: model {quote(name)} is not a registered model; known: {', '.join(list_models())}")
+    wf = wide_factor if wide_factor is not None else config["training"].get("wide_factor", 1.2)
+    wf = _checked(finite_number, wf, f"{where}: wide factor", low=1e-3, high=16.0)
+    num_classes, in_chans = _shapes_from_state(state, str(p))
+    dataset, size = _input_of(config["data"], in_chans, input_size, where)
+    model = _model_with_state(name, num_classes, wf, in_chans, state, where)
+    acc: dict[str, float] = {}
+    for metrics in history:  # the last evaluation of each switch wins
+        acc.update(accuracy_from_metrics(metrics))
+    acc.update({str(parse_switch(k)): v for k, v in (accuracy or {}).items()})
+    for s, v in acc.items():
+        _checked(finite_number, v, f"{where}: top-1 accuracy of switch {s}", low=0.0, high=1.0)
+    return TrainedModel(model, name, num_classes, in_chans, wf, size, dataset, acc, str(p), config)
+
+
+def _checked(check: Any, value: object, what: str, **bounds: Any) -> Any:
+    """``check(value, what, **bounds)`` with its ``ValueError`` as an :class:`ExportError`."""
+    try:
+        return check(value, what, **bounds)
+    except ExportError:
+        raise
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+
+
+def _model_file(p: Path) -> Path:
+    """``p``, or the ``checkpoint.pt`` / ``model.pt`` in folder ``p``."""
     if p.is_dir():
         found = [p / n for n in ("checkpoint.pt", "model.pt") if (p / n).is_file()]
         if not found:
-            raise ExportError(f"{str(p)!r} holds neither checkpoint.pt nor model.pt")
+            raise ExportError(f"{quote(str(p))} holds neither checkpoint.pt nor model.pt")
         p = found[0]
     if not p.is_file():
-        raise ExportError(f"model file {str(p)!r} does not exist")
+        raise ExportError(f"model file {quote(str(p))} does not exist or is not a file")
+    return p
+
+
+def _read_checkpoint(p: Path) -> dict:
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise ExportError(f"{str(p)!r} cannot be read ({type(err).__name__}: {err})") from None
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ExportError(f"{quote(str(p))} cannot be read ({type(err).__name__}: {first})") from None
     if not isinstance(blob, dict):
-        raise ExportError(f"{str(p)!r} is not a checkpoint or a state dict")
-    config: dict = blob.get("config") or {}
-    state = blob["model"] if "model" in blob and isinstance(blob["model"], dict) else blob
-    history = blob.get("history")
+        raise ExportError(f"{quote(str(p))} is not a checkpoint or a state dict (a {type(blob).__name__})")
+    return blob
+
+
+def _checkpoint_parts(blob: dict, p: Path) -> tuple[dict, dict, list]:
+    """``(config, state dict, history)`` of a checkpoint or a bare state dict, each type-checked."""
+    where = quote(str(p))
+    is_checkpoint = any(k in blob for k in ("model", "config", "history"))
+    state = blob.get("model") if is_checkpoint else blob
+    config = (blob.get("config") if is_checkpoint else None) or {}
+    history = blob.get("history") if is_checkpoint else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{where}: its model is not a state dict of tensors")
+    if not isinstance(config, dict):
+        raise ExportError(f"{where}: its config is not a mapping (a {type(config).__name__})")
+    config = dict(config)
+    for section in ("model", "training", "data"):
+        config[section] = config.get(section) or {}
+        if not isinstance(config[section], dict):
+            raise ExportError(f"{where}: config.{section} is not a mapping ({quote(config[section])})")
     if history is None and (p.parent / "history.json").is_file():
-        history = json.loads((p.parent / "history.json").read_text())
-    name = model_name or (config.get("model") or {}).get("name")
-    if not name:
-        raise ExportError(f"{str(p)!r} is a bare state dict: give the model name (e.g. mobilenet_v1_small)")
-    wf = wide_factor if wide_factor is not None else (config.get("training") or {}).get("wide_factor", 1.2)
-    num_classes, in_chans = _shapes_from_state(state, str(p))
-    data = config.get("data") or {}
+        history = read_json(p.parent / "history.json", "history", MAX_JSON_BYTES)
+    return config, state, _checked_history(history, where)
+
+
+def _checked_history(history: object, where: str) -> list[dict[str, float]]:
+    """A metrics history: a list of ``{name: number}``; anything else is an error naming it."""
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        raise ExportError(f"{where}: its history is not a list of metrics ({quote(history)})")
+    for i, metrics in enumerate(history):
+        if not isinstance(metrics, dict) or not all(isinstance(k, str) for k in metrics):
+            raise ExportError(f"{where}: history[{i}] is not a mapping of metric names ({quote(metrics)})")
+        for k, v in metrics.items():
+            if k.startswith("acc/") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ExportError(f"{where}: history[{i}][{quote(k)}] = {quote(v)} is not a number")
+    return history
+
+
+def _input_of(
+    data: dict, in_chans: int, input_size: Sequence[int] | None, where: str
+) -> tuple[str | None, tuple[int, int, int]]:
+    """The data set name and the ``(C, H, W)`` input: given, else the data set's."""
     dataset = data.get("name")
-    size = (
-        tuple(int(v) for v in input_size) if input_size else input_size_for(dataset, in_chans, data.get("image_size"))
-    )
+    if dataset is not None and not isinstance(dataset, str):
+        raise ExportError(f"{where}: config.data.name {quote(dataset)} is not a data set name")
+    if input_size:
+        size = tuple(input_size)
+    else:
+        image_size = data.get("image_size")
+        if image_size is not None:
+            _checked(count, image_size, f"{where}: config.data.image_size", low=1, high=MAX_IMAGE_SIDE)
+        size = input_size_for(dataset, in_chans, image_size)
     if size is None:
-        raise ExportError(f"{str(p)!r}: the input size is unknown (data set {dataset!r}); give it as C H W")
-    model = create_model(name, num_classes=num_classes, wide_factor=float(wf), in_chans=in_chans)
+        raise ExportError(f"{where}: the input size is unknown (data set {quote(dataset)}); give it as C H W")
+    if len(size) != 3:
+        raise ExportError(f"{where}: input size {quote(size)} is not C H W")
+    for v in size:
+        _checked(count, v, "input size", low=1, high=MAX_IMAGE_SIDE)
+    if size[0] != in_chans:
+        raise ExportError(f"{where}: input size {quote(size)} has {size[0]} channels; the model takes {in_chans}")
+    return dataset, size  # type: ignore[return-value]
+
+
+def _model_with_state(name: str, num_classes: int, wf: float, in_chans: int, state: dict, where: str) -> ParaDiSModel:
     try:
+        model = create_model(name, num_classes=num_classes, wide_factor=wf, in_chans=in_chans)
         model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ExportError(f"{str(p)!r} does not fit model {name!r}: {str(err).splitlines()[0]}") from None
-    model.eval()
-    acc: dict[str, float] = {}
-    for metrics in history or []:  # the last evaluation of each switch wins
-        acc.update(accuracy_from_metrics(metrics))
-    acc.update({str(parse_switch(k)): float(v) for k, v in (accuracy or {}).items()})
-    return TrainedModel(model, name, num_classes, in_chans, float(wf), size, dataset, acc, str(p), config)  # type: ignore[arg-type]
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ExportError(f"{where} does not fit model {name!r}: {first}") from None
+    return model.eval()
 
 
 # --- the manifest ----------------------------------------------------------------------------------
@@ -242,28 +343,145 @@ class Manifest:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "manifest") -> Manifest:
+    def from_json(cls, text: str | bytes, where: str = "manifest") -> Manifest:
+        """A manifest from its JSON text (parsed with ``json``: nothing in it runs), checked throughout:
+        types, bounds, and file names that stay inside the export folder."""
+        data = parse_json(text.encode("utf-8") if isinstance(text, str) else text, where)
+        if not isinstance(data, dict):
+            kind = type(data).__name__
+            raise ExportError(f"{where}: not a valid ParaDiS manifest (a JSON object expected, got {kind})")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ExportError(f"{where}: format {quote(data.get('format'))} is not one of {READABLE_FORMATS}")
         try:
-            data = json.loads(text)
-            if data.get("format") not in READABLE_FORMATS:
-                raise ExportError(f"{where}: format {data.get('format')!r} is not one of {READABLE_FORMATS}")
-            data["devices"] = [DeviceEntry(**d) for d in data["devices"]]
-            manifest = cls(**data)
+            if not isinstance(data.get("devices"), list):
+                raise TypeError(f"devices {quote(data.get('devices'))} is not a list")
+            devices = [DeviceEntry(**d) if isinstance(d, dict) else _not_object(d) for d in data["devices"]]
+            manifest = cls(**{**data, "devices": devices})
+            if not isinstance(manifest.switch, str):
+                raise TypeError(f"switch {quote(manifest.switch)} is not a string")
             parse_switch(manifest.switch)
-        except ExportError:
-            raise
+            check_manifest(manifest)
+        except ExportError as err:
+            raise ExportError(f"{where}: {err}") from None
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            raise ExportError(f"{where}: not a valid ParaDiS manifest ({type(err).__name__}: {err})") from None
-        if len(manifest.devices) != len(manifest.parsed_switch):
-            raise ExportError(f"{where}: {len(manifest.devices)} devices for switch {manifest.switch}")
+            text = str(err).splitlines()[0][:300] if str(err) else ""
+            raise ExportError(f"{where}: not a valid ParaDiS manifest ({type(err).__name__}: {text})") from None
         return manifest
 
 
-def read_manifest(folder: str | os.PathLike) -> Manifest:
-    path = Path(folder) / MANIFEST_NAME
+def _not_object(value: object) -> DeviceEntry:
+    raise TypeError(f"device entry {quote(value)} is not an object")
+
+
+def check_manifest(m: Manifest) -> None:
+    """Raise ``ValueError`` (or :class:`ExportError`) for a manifest that no export of this package writes."""
+    if len(m.devices) != len(m.parsed_switch):
+        raise ExportError(f"{len(m.devices)} devices for switch {m.switch}")
+    _check_model_args(m.model)
+    for i, d in enumerate(m.devices):
+        _check_device(d, i)
+    _check_fusion(m.fusion, m.model["num_classes"])
+    _check_input(m.input, m.model["in_chans"])
+    if not isinstance(m.files, dict) or not isinstance(m.artifacts, dict):
+        raise TypeError("files and artifacts must be objects")
+    for name, entry in m.files.items():
+        check_name(name, "files")
+        check_digest_entry(name, entry, "manifest")
+    if m.accuracy is not None:
+        finite_number(m.accuracy, "accuracy", low=0.0, high=1.0)
+    for key in ("macs", "max_device_macs", "params"):
+        count(getattr(m, key), key)
+
+
+def _check_model_args(args: object) -> None:
+    if not isinstance(args, dict):
+        raise TypeError(f"model {quote(args)} is not an object")
+    if args.get("name") not in list_models():
+        raise ValueError(f"model name {quote(args.get('name'))} is not a registered model")
+    count(args.get("num_classes"), "model.num_classes", low=1, high=MAX_CLASSES)
+    count(args.get("in_chans"), "model.in_chans", low=1, high=MAX_IN_CHANS)
+    finite_number(args.get("wide_factor"), "model.wide_factor", low=1e-3, high=16.0)
+
+
+def _check_device(d: DeviceEntry, position: int) -> None:
+    where = f"device {position}"
+    if isinstance(d.index, bool) or d.index != position:
+        raise ValueError(f"{where}: index {quote(d.index)} is not its position {position}")
+    finite_number(d.width, f"{where}: width", low=0.0)
+    for key in ("macs", "params", "file_bytes"):
+        count(getattr(d, key), f"{where}: {key}")
+    check_name(d.state_file, where)
+    if d.program_file is not None:
+        check_name(d.program_file, where)
+    if not isinstance(d.artifacts, dict):
+        raise TypeError(f"{where}: artifacts {quote(d.artifacts)} is not an object")
+    for kind, name in d.artifacts.items():
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"{where}: unknown artifact kind {quote(kind)}; known: {', '.join(ARTIFACT_KINDS)}")
+        check_name(name, where)
+
+
+def _check_fusion(fusion: object, num_classes: int) -> None:
+    if not isinstance(fusion, dict):
+        raise TypeError(f"fusion {quote(fusion)} is not an object")
+    check_name(fusion.get("file"), "fusion")
+    bias = fusion.get("bias")
+    if bias is None:
+        return
+    if not isinstance(bias, list) or len(bias) != num_classes:
+        raise ValueError(f"fusion.bias is not a list of {num_classes} numbers (one per class)")
+    for v in bias:
+        finite_number(v, "fusion.bias entry")
+
+
+def _check_input(spec: object, in_chans: int) -> None:
+    if not isinstance(spec, dict):
+        raise TypeError(f"input {quote(spec)} is not an object")
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or len(shape) != 4 or shape[0] != "batch":
+        raise ValueError(f'input.shape {quote(shape)} is not ["batch", C, H, W]')
+    if count(shape[1], "input channels", low=1) != in_chans:
+        raise ValueError(f"input.shape {quote(shape)}: {shape[1]} channels where the model takes {in_chans}")
+    for side in shape[2:]:
+        count(side, "input side", low=1, high=MAX_IMAGE_SIDE)
+
+
+def read_manifest(folder: str | os.PathLike, *, expected_sha256: str | None = None) -> Manifest:
+    """The checked manifest of an export folder: at most ``MAX_MANIFEST_BYTES`` of JSON, read without
+    running anything; with ``expected_sha256`` (e.g. from a model registry) its digest must match."""
+    if not Path(folder).is_dir():
+        raise ExportError(f"{quote(str(folder))} is not an export folder (not a folder)")
+    path = member_path(folder, MANIFEST_NAME, quote(str(folder)))
     if not path.is_file():
-        raise ExportError(f"{str(folder)!r} is not an export folder: it has no {MANIFEST_NAME}")
-    return Manifest.from_json(path.read_text(), str(path))
+        raise ExportError(f"{quote(str(folder))} is not an export folder: it has no {MANIFEST_NAME}")
+    data = read_limited(path, MAX_MANIFEST_BYTES, "manifest")
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ExportError(
+            f"{path}: SHA-256 {digest[:16]}... is not the recorded {quote(expected_sha256, 40)}: "
+            "the manifest was changed; not loaded"
+        )
+    return Manifest.from_json(data, str(path))
+
+
+def named_files(manifest: Manifest) -> list[str]:
+    """Every file a manifest names (fusion, then per device: state, program, edge artifacts)."""
+    names = [manifest.fusion["file"]]
+    for d in manifest.devices:
+        names += [d.state_file] + ([d.program_file] if d.program_file else []) + list(d.artifacts.values())
+    return list(dict.fromkeys(names))
+
+
+def verify_export(folder: str | os.PathLike, manifest: Manifest | None = None) -> Manifest:
+    """Check every file the manifest names against its recorded size and SHA-256 (nothing is loaded)."""
+    manifest = manifest or read_manifest(folder)
+    for name in named_files(manifest):
+        read_verified(folder, name, manifest.files, quote(str(folder)))
+    return manifest
+
+
+def _verified(folder: str | os.PathLike, manifest: Manifest, name: str) -> bytes:
+    return read_verified(folder, name, manifest.files, quote(str(folder)))
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -316,11 +534,11 @@ def export_switch(
     bias = None if bias is None else bias.detach().clone()
     torch.save({"bias": bias}, out / "fusion.pt")
     manifest = _manifest(trained, s, prof, devices, bias)
+    manifest.files = file_digests(out, manifest)  # before the evaluation, which loads verified files
     if edge.active:
         manifest.artifacts = _artifact_info(edge, data, seconds)
         if data is not None and data.test:
             manifest.evaluation = evaluate_export(out, manifest, data.test, edge.threads, extracted.subnets)
-    manifest.files = file_digests(out, manifest)
     (out / MANIFEST_NAME).write_text(manifest.to_json() + "\n")
     return manifest
 
@@ -386,15 +604,15 @@ def _edge_data(trained: TrainedModel, edge: EdgeOptions) -> RunData | None:
 
 def _artifact_info(edge: EdgeOptions, data: RunData | None, seconds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     """How each edge kind was made and is run (recorded in the manifest)."""
-    io = {"input": edge_formats.INPUT_NAME, "output": edge_formats.OUTPUT_NAME}
+    names = {"input": edge_formats.INPUT_NAME, "output": edge_formats.OUTPUT_NAME}
     info: dict[str, dict[str, Any]] = {}
     if "onnx" in edge.kinds():
-        info["onnx"] = {**io, "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=True)"}
+        info["onnx"] = {**names, "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=True)"}
         info["onnx"]["runtime"] = "onnxruntime"
     if "onnx-int8" in edge.kinds() and data is not None:
         images = sum(int(b.shape[0]) for b in data.calibration)
         calibration = {"images": images, "batches": len(data.calibration), "source": CALIBRATION_SOURCE}
-        info["onnx-int8"] = {**io, **edge_formats.QUANTIZATION_INFO, "calibration": calibration}
+        info["onnx-int8"] = {**names, **edge_formats.QUANTIZATION_INFO, "calibration": calibration}
         info["onnx-int8"]["runtime"] = "onnxruntime"
     if "pte" in edge.kinds():
         info["pte"] = {"method": "forward", "partitioner": "XNNPACK", "max_batch": edge_formats.PTE_MAX_BATCH}
@@ -406,11 +624,8 @@ def _artifact_info(edge: EdgeOptions, data: RunData | None, seconds: Mapping[str
 
 def file_digests(folder: Path, manifest: Manifest) -> dict[str, dict[str, Any]]:
     """Size and SHA-256 of every file the manifest names."""
-    names = [manifest.fusion["file"]]
-    for d in manifest.devices:
-        names += [d.state_file] + ([d.program_file] if d.program_file else []) + list(d.artifacts.values())
     files = {}
-    for name in names:
+    for name in named_files(manifest):
         path = folder / name
         files[name] = {"bytes": path.stat().st_size, "sha256": edge_formats.sha256_of(path)}
     return files
@@ -440,41 +655,69 @@ def evaluate_export(
     return {"split": "test", "images": images, "metric": "top-1", "top1": top1, "seconds": seconds}
 
 
-# --- loading an export -----------------------------------------------------------------------------
-def load_subnetwork(folder: str | os.PathLike, index: int, manifest: Manifest | None = None) -> SubNetwork:
-    """Sub-network ``index`` of an export, from its state file alone (the package builds the skeleton)."""
+# --- loading an export ---------------------------------------------------------------------------
+def _device(folder: str | os.PathLike, index: int, manifest: Manifest | None) -> tuple[Manifest, DeviceEntry]:
     manifest = manifest or read_manifest(folder)
-    if not 0 <= index < len(manifest.devices):
-        raise ExportError(f"{str(folder)!r}: switch {manifest.switch} has no device {index}")
-    skeleton = build_model(manifest.model).extract(manifest.switch, missing_stats_ok=True).subnets[index]
-    path = Path(folder) / manifest.devices[index].state_file
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(manifest.devices):
+        raise ExportError(f"{quote(str(folder))}: switch {manifest.switch} has no device {quote(index)}")
+    return manifest, manifest.devices[index]
+
+
+def _torch_load(data: bytes, where: str) -> Any:
+    """``torch.load`` of verified bytes with ``weights_only=True``: tensors and plain containers only."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ExportError(f"{where} cannot be loaded: {first}") from None
+
+
+def load_state(folder: str | os.PathLike, index: int, manifest: Manifest | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of device ``index``'s ``.pt`` file, once its digest matches the manifest."""
+    manifest, d = _device(folder, index, manifest)
+    where = quote(str(Path(folder) / d.state_file))
+    state = _torch_load(_verified(folder, manifest, d.state_file), where)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{where} cannot be loaded: not a state dict of tensors")
+    return state
+
+
+def load_subnetwork(folder: str | os.PathLike, index: int, manifest: Manifest | None = None) -> SubNetwork:
+    """Sub-network ``index`` of an export, from its state file alone (the package builds the skeleton);
+    code-safe: the file's digest is checked, then it is read with ``weights_only=True``."""
+    manifest, d = _device(folder, index, manifest)
+    state = load_state(folder, index, manifest)
+    skeleton = build_model(manifest.model).extract(manifest.switch, missing_stats_ok=True).subnets[index]
+    try:
         skeleton.load_state_dict(state)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
-        raise ExportError(f"{str(path)!r} cannot be loaded: {str(err).splitlines()[0]}") from None
+    except RuntimeError as err:
+        where = quote(str(Path(folder) / d.state_file))
+        raise ExportError(f"{where} cannot be loaded: {str(err).splitlines()[0][:200]}") from None
     return skeleton.eval()
 
 
 def load_fusion(folder: str | os.PathLike, manifest: Manifest | None = None) -> Fusion:
+    """The fusion (its bias) from ``fusion.pt``, digest checked, read with ``weights_only=True``."""
     manifest = manifest or read_manifest(folder)
-    path = Path(folder) / manifest.fusion["file"]
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        return Fusion(blob["bias"])
-    except (OSError, RuntimeError, pickle.UnpicklingError, KeyError, TypeError) as err:
-        raise ExportError(f"{str(path)!r} is not a fusion file ({type(err).__name__}: {err})") from None
+    where = quote(str(Path(folder) / manifest.fusion["file"]))
+    blob = _torch_load(_verified(folder, manifest, manifest.fusion["file"]), where)
+    bias = blob.get("bias", "missing") if isinstance(blob, dict) else "missing"
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise ExportError(f"{where} is not a fusion file (no bias tensor)")
+    return Fusion(bias)
 
 
 def load_program(folder: str | os.PathLike, index: int, manifest: Manifest | None = None) -> torch.nn.Module:
-    """The ``torch.export`` program of device ``index`` (plain torch; this package is not needed)."""
-    manifest = manifest or read_manifest(folder)
-    if not 0 <= index < len(manifest.devices):
-        raise ExportError(f"{str(folder)!r}: switch {manifest.switch} has no device {index}")
-    name = manifest.devices[index].program_file
-    if name is None:
-        raise ExportError(f"{str(folder)!r} was exported without programs")
-    return torch.export.load(str(Path(folder) / name)).module()
+    """The ``torch.export`` program of device ``index`` (plain torch; this package is not needed).
+
+    Trusted files only: ``torch.export.load`` unpickles (weights marked ``use_pickle``, sample inputs),
+    so a ``.pt2`` file can run code. The digest check refuses a file changed after the export, not a
+    hostile export whose manifest records the hostile file's digest."""
+    manifest, d = _device(folder, index, manifest)
+    if d.program_file is None:
+        raise ExportError(f"{quote(str(folder))} was exported without programs")
+    data = _verified(folder, manifest, d.program_file)
+    return torch.export.load(io.BytesIO(data)).module()
 
 
 def load_artifact(
@@ -485,14 +728,20 @@ def load_artifact(
     threads: int | None = None,
 ) -> Runner:
     """Device ``index``'s edge file of ``kind`` (``onnx``, ``onnx-int8``, ``pte``) as a function from a
-    batch to its partial output, on ONNX Runtime or ExecuTorch."""
-    manifest = manifest or read_manifest(folder)
-    if not 0 <= index < len(manifest.devices):
-        raise ExportError(f"{str(folder)!r}: switch {manifest.switch} has no device {index}")
-    name = manifest.devices[index].artifacts.get(kind)
+    batch to its partial output, on ONNX Runtime or ExecuTorch; the runtime receives the verified bytes
+    (so an ONNX file cannot pull in external data files)."""
+    manifest, d = _device(folder, index, manifest)
+    name = d.artifacts.get(kind)
     if name is None:
-        raise ExportError(f"{str(folder)!r} has no {kind} file for device {index} (exported without --format)")
-    return edge_formats.runner(Path(folder) / name, kind, threads)
+        raise ExportError(
+            f"{quote(str(folder))} has no {str(kind)[:40]} file for device {index} (exported without --format)"
+        )
+    data = _verified(folder, manifest, name)
+    try:
+        return edge_formats.runner(data, kind, threads)
+    except Exception as err:  # the runtimes raise their own types for a file they cannot read
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ExportError(f"{quote(str(Path(folder) / name))} cannot be loaded by its runtime: {first}") from None
 
 
 # --- the per-switch table --------------------------------------------------------------------------

@@ -207,15 +207,17 @@ def write_artifacts(
 
 
 # --- running the artifacts -------------------------------------------------------------------------
-def onnx_runner(path: str | os.PathLike, threads: int | None = None) -> Runner:
-    """A function from a batch to the partial output of an ONNX file, on ONNX Runtime's CPU provider."""
+def onnx_runner(source: str | os.PathLike | bytes, threads: int | None = None) -> Runner:
+    """A function from a batch to the partial output of an ONNX file (a path, or its verified bytes),
+    on ONNX Runtime's CPU provider."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = source if isinstance(source, bytes) else str(source)
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.detach().cpu().float().numpy()})[0])
@@ -223,11 +225,12 @@ def onnx_runner(path: str | os.PathLike, threads: int | None = None) -> Runner:
     return run
 
 
-def pte_runner(path: str | os.PathLike) -> Runner:
+def pte_runner(source: str | os.PathLike | bytes) -> Runner:
     """A function from a batch to the partial output of an ExecuTorch program (its ``forward``)."""
     from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(str(path)).load_method("forward")
+    program = source if isinstance(source, bytes) else str(source)
+    method = Runtime.get().load_program(program).load_method("forward")
 
     def run(x: torch.Tensor) -> torch.Tensor:
         chunks = x.detach().cpu().float().split(PTE_MAX_BATCH)
@@ -236,11 +239,11 @@ def pte_runner(path: str | os.PathLike) -> Runner:
     return run
 
 
-def runner(path: str | os.PathLike, kind: str, threads: int | None = None) -> Runner:
-    """The runner of one artifact of kind ``onnx``, ``onnx-int8`` or ``pte``."""
+def runner(source: str | os.PathLike | bytes, kind: str, threads: int | None = None) -> Runner:
+    """The runner of one artifact of kind ``onnx``, ``onnx-int8`` or ``pte`` (a path or its bytes)."""
     if kind == "pte":
-        return pte_runner(path)
-    return onnx_runner(path, threads)
+        return pte_runner(source)
+    return onnx_runner(source, threads)
 
 
 def fuse(parts: Sequence[torch.Tensor], bias: torch.Tensor | None) -> torch.Tensor:

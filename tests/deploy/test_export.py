@@ -21,6 +21,7 @@ from paradis.deploy import (
     switch_table,
 )
 from paradis.engine import run_training
+from tests.deploy.recipes import recipe
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +82,10 @@ def test_manifest_round_trip_and_the_files_rebuild_the_switch(trained, tmp_path)
     with pytest.raises(ExportError, match=r"switch \[0.5, 0.25, 0.25\] has no device 3"):
         load_program(tmp_path, 3)
     (tmp_path / "fusion.pt").write_text("not a tensor file")
-    with pytest.raises(ExportError, match=r"fusion\.pt' is not a fusion file"):
+    with pytest.raises(ExportError, match=r"fusion\.pt: \d+ bytes where the manifest records"):
         load_fusion(tmp_path)
     (tmp_path / "device1.pt").write_text("damaged")
-    with pytest.raises(ExportError, match=r"device1\.pt' cannot be loaded"):
+    with pytest.raises(ExportError, match=r"device1\.pt: \d+ bytes where the manifest records"):
         load_subnetwork(tmp_path, 1)
 
 
@@ -117,8 +118,9 @@ def test_programs_load_and_run_without_paradis(trained, tmp_path):
     torch.testing.assert_close(
         load_fusion(tmp_path / "export")([load_program(tmp_path / "export", i)(x) for i in range(2)]), want
     )
+    code = recipe("this package, a device runs", tmp_path / "export")
     script = f"""
-import importlib.abc, json, sys
+import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "paradis" or name.startswith("paradis."):
@@ -126,12 +128,10 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path = [p for p in sys.path if p not in ("", ".") and "/work/" not in p or "site-packages" in p]
 import torch
-folder = {str(tmp_path / "export")!r}
-manifest = json.load(open(folder + "/manifest.json"))
-io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
-parts = [torch.export.load(folder + "/" + d["program_file"]).module()(io["x"]) for d in manifest["devices"]]
-out = torch.stack(parts).sum(0) + torch.load(folder + "/fusion.pt", weights_only=True)["bias"]
-torch.testing.assert_close(out, io["want"], rtol=1e-5, atol=1e-5)
+want = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
+x = want["x"]
+{code}
+torch.testing.assert_close(logits, want["want"], rtol=1e-5, atol=1e-5)
 assert not any(m == "paradis" or m.startswith("paradis.") for m in sys.modules)
 print("ok", len(parts))
 """
@@ -140,6 +140,10 @@ print("ok", len(parts))
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "ok 2"
+    (tmp_path / "export" / "device1.pt2").write_bytes(b"PK" + b"\0" * 64)  # damaged: the recipe refuses it
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "device1.pt2: SHA-256 does not match the manifest; not loaded"
 
 
 def test_switch_table_and_clear_errors(trained, tmp_path):

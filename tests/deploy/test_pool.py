@@ -10,7 +10,7 @@ ray = pytest.importorskip("ray")
 
 from orchestration.deploy import DeviceFailure, DevicePool  # noqa: E402
 from paradis import calibrate_bn, create_model  # noqa: E402
-from paradis.deploy import Device, TrainedModel, export_switch, plan, switch_table  # noqa: E402
+from paradis.deploy import Device, ExportError, TrainedModel, export_switch, plan, switch_table  # noqa: E402
 
 SWITCHES = ["[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
 ACCURACY = {"[1.0]": 0.90, "[0.5, 0.5]": 0.89, "[0.5, 0.25, 0.25]": 0.87, "[4x0.25]": 0.88}
@@ -79,6 +79,12 @@ def test_pool_equals_the_in_process_switch_and_switching_needs_no_reload(ray_clu
         assert got < 0.4 * full_bytes
     with pytest.raises(RuntimeError, match=r"only the sub-networks of \[0.5, 0.25, 0.25\] from an export"):
         pool.set_switch("[0.5, 0.5]")
+    damaged = bytearray((tmp_path / "device2.pt").read_bytes())
+    damaged[100] ^= 1
+    (tmp_path / "device2.pt").write_bytes(bytes(damaged))
+    with pytest.raises(ExportError, match=r"device2\.pt: SHA-256 .* does not match the manifest"):
+        pool.load_switch(tmp_path)  # refused before any device receives a weight
+    assert pool.info() == parts
     pool.shutdown()
     with pytest.raises(
         DeviceFailure, match=r"1 device actors \(1 CPU\(s\), 1 GPU\(s\) each\) did not start within 2 s"
