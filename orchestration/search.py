@@ -30,11 +30,11 @@ class OptunaSpace:
 @dataclass(frozen=True)
 class SearchKind:
     name: str
-    setup: Callable[[Any], tuple[dict[str, Any], Any]]  # spec -> (param_space, search_alg or None)
+    setup: Callable[..., tuple[dict[str, Any], Any]]  # spec, storage=, study_name= -> (param_space, search_alg)
     describe: Callable[[Any, int], list[str]]  # spec, n -> dry-run lines
 
 
-def _grid_setup(spec):
+def _grid_setup(spec, **_storage):
     from ray import tune
 
     search = spec.search
@@ -59,7 +59,10 @@ def _sampler(spec):
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _optuna_setup(spec):
+def _optuna_setup(spec, storage: str | None = None, study_name: str | None = None):
+    """OptunaSearch over the spec's space; its study kept in the Optuna storage ``storage`` (an RDB
+    URL) under ``study_name``, so that ``optuna-dashboard`` and ``optuna.load_study`` open it."""
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     objectives = spec.search.objectives
@@ -70,8 +73,24 @@ def _optuna_setup(spec):
         metric=objectives[0].metric if single else [o.metric for o in objectives],
         mode=objectives[0].mode if single else [o.mode for o in objectives],
         sampler=_sampler(spec),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage) if storage else None,
     )
     return {}, searcher
+
+
+def optuna_storage(spec, tracking_uri: str) -> str | None:
+    """The Optuna storage of an Optuna search: ``search.storage``, else ``PARADIS_OPTUNA_STORAGE``,
+    else an sqlite file beside an sqlite MLflow store (``optuna.db``); ``None`` for a grid search."""
+    import os
+
+    if spec.search.kind != "optuna":
+        return None
+    if spec.search.storage or os.environ.get("PARADIS_OPTUNA_STORAGE"):
+        return spec.search.storage or os.environ["PARADIS_OPTUNA_STORAGE"]
+    if tracking_uri.startswith("sqlite:////"):
+        return tracking_uri.rsplit("/", 1)[0] + "/optuna.db"
+    return None
 
 
 def first_suggestions(spec, n: int) -> list[dict[str, Any]]:
@@ -107,8 +126,9 @@ SEARCHES: dict[str, SearchKind] = {
 }
 
 
-def tune_setup(spec):
-    """``(param_space, TuneConfig)`` for the spec's search and scheduler."""
+def tune_setup(spec, **storage):
+    """``(param_space, TuneConfig)`` for the spec's search and scheduler (``storage``: the Optuna
+    storage URL and study name, for an Optuna search)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -131,7 +151,7 @@ def tune_setup(spec):
             reduction_factor=sched.reduction_factor,
             **own,
         )
-    space, searcher = SEARCHES[search.kind].setup(spec)
+    space, searcher = SEARCHES[search.kind].setup(spec, **storage)
     tune_config = tune.TuneConfig(
         search_alg=searcher,
         scheduler=scheduler,

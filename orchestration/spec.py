@@ -90,6 +90,11 @@ class SearchSpec(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     sampler: Literal["tpe", "nsga2"] = "tpe"
     objectives: list[Objective] = Field(default_factory=lambda: [Objective()])
+    storage: str | None = Field(
+        None,
+        description="Optuna storage (an RDB URL) for an Optuna search; default PARADIS_OPTUNA_STORAGE, else "
+        "an sqlite file beside an sqlite MLflow store",
+    )
     reference: list[float] | None = Field(
         None,
         description="multi-objective: the hypervolume's reference point, one value per objective "

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, study_markdown, study_rows
-from orchestration.search import SEARCHES, tune_setup
+from orchestration.search import SEARCHES, optuna_storage, tune_setup
 from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for
 from orchestration.tracking import Tracker, git_commit, open_tracker
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
@@ -142,10 +142,10 @@ def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Track
     return tracker.start_study(spec.name, tags, {"spec/study.yaml": spec_text, "spec/resolved.json": resolved})
 
 
-def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str):
+def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage: str | None):
     from ray import tune
 
-    space, tune_config = tune_setup(spec)
+    space, tune_config = tune_setup(spec, storage=storage, study_name=exp_name if storage else None)
 
     def params_of(config: dict) -> dict:
         return run_config_for(spec, config).model_dump(mode="json")
@@ -199,8 +199,11 @@ def run_study(
         exp_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         exp_dir = storage / exp_name
         exp_dir.mkdir(mode=0o755)
+        storage = optuna_storage(spec, uri)
         parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
-        tuner = _tuner(spec, tracker, trainable, exp_name)
+        if storage:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
+            tracker.set_tags(parent, {"paradis.optuna_storage": storage, "paradis.optuna_study": exp_name})
+        tuner = _tuner(spec, tracker, trainable, exp_name, storage)
         (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []

@@ -77,6 +77,14 @@ def test_optuna_search_with_asha_smoke(study_env, tmp_path):
     for child in children:
         assert child.info.status == "FINISHED"
         assert 1 <= len(client.get_metric_history(child.info.run_id, "acc/target")) <= 2  # ASHA may stop at 1
+    # the Optuna study is kept beside the MLflow store, named on the parent run: the dashboard opens it
+    import optuna
+
+    tags = parents[0].data.tags
+    assert tags["paradis.optuna_storage"] == f"sqlite:///{tmp_path / 'home' / 'optuna.db'}"
+    study = optuna.load_study(study_name=tags["paradis.optuna_study"], storage=tags["paradis.optuna_storage"])
+    assert len(study.trials) == 3
+    assert {t.params["training.beta"] for t in study.trials} == {float(b) for b in betas}
 
 
 def test_trial_with_two_workers_runs_ddp_through_ray_train(study_env, tmp_path):
