@@ -130,11 +130,18 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
     return records
 
 
+def trial_tags(spec: StudySpec, source: str) -> dict[str, str]:
+    """Tags of every run of the study: the study, and the source the runs table shows."""
+    return {"paradis.study": spec.name, "mlflow.source.name": f"run_study.py {source}", "mlflow.source.type": "JOB"}
+
+
 def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, exp_dir: Path) -> str:
     tags = {
+        **trial_tags(spec, source),
         "paradis.experiment_dir": str(exp_dir),
         "paradis.study": spec.name,
         "paradis.git_commit": git_commit(Path(source).parent),
+        "mlflow.source.git.commit": git_commit(Path(source).parent),
         "paradis.search": spec.search.kind,
         "mlflow.note.content": spec.description,
     }
@@ -142,13 +149,13 @@ def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Track
     return tracker.start_study(spec.name, tags, {"spec/study.yaml": spec_text, "spec/resolved.json": resolved})
 
 
-def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage: str | None):
+def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage: str | None, source: str):
     from ray import tune
 
     space, tune_config = tune_setup(spec, storage=storage, study_name=exp_name if storage else None)
 
-    def params_of(config: dict) -> dict:
-        return run_config_for(spec, config).model_dump(mode="json")
+    def config_of(config: dict):
+        return run_config_for(spec, config)
 
     return tune.Tuner(
         trainable,
@@ -159,7 +166,7 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
             storage_path=str(spec.resolved_storage_path()),
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[tracking_callback(tracker, params_of, {"paradis.study": spec.name})],
+            callbacks=[tracking_callback(tracker, config_of, trial_tags(spec, source))],
             progress_reporter=progress_reporter(spec),
             verbose=1,
         ),
@@ -203,7 +210,7 @@ def run_study(
         parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
         if storage:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
             tracker.set_tags(parent, {"paradis.optuna_storage": storage, "paradis.optuna_study": exp_name})
-        tuner = _tuner(spec, tracker, trainable, exp_name, storage)
+        tuner = _tuner(spec, tracker, trainable, exp_name, storage, source)
         (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []

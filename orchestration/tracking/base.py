@@ -32,6 +32,9 @@ class Tracker(Protocol):
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
 
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
+        """The data a run trained on (the runs table's data set column)."""
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
 
     def log_table(self, run_id: str, rows: list[dict], artifact_file: str) -> None: ...
@@ -78,6 +81,24 @@ def resolve_tracking_uri(uri: str | None) -> str:
     if given.startswith("sqlite:") and not given.startswith("sqlite:////"):
         raise TrackingError(f"{where} {given!r}: an sqlite store is sqlite:////absolute/path/mlflow.db")
     return given
+
+
+def data_of(cfg) -> tuple[str, str, str, dict[str, Any]]:
+    """``(name, digest, source, profile)`` of a run configuration's data: the digest covers what
+    selects its images (data set, folder, subsets, hold-out, seed), so equal digests are equal images."""
+    import hashlib
+
+    d = cfg.data
+    profile = {
+        "dataset": d.name,
+        "root": d.root,
+        "train_subset": d.train_subset,
+        "test_subset": d.test_subset,
+        "holdout": d.holdout,
+        "seed": cfg.training.seed,
+    }
+    digest = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
+    return d.name, digest, d.root or f"paradis:{d.name}", profile
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:

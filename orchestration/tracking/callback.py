@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestration.tracking.base import Tracker, trial_metrics
+from orchestration.tracking.base import Tracker, data_of, trial_metrics
 
 FAILED_KEY = "failed_reason"  # a trial's last report names why it ended failed (not retried)
 
@@ -25,8 +25,8 @@ def _error_text(trial) -> str:
     return str(getattr(trial, "error_msg", "") or "failed")
 
 
-def tracking_callback(tracker: Tracker, params_of, tags: dict[str, str]):
-    """``params_of(config)``: the run configuration a trial's config stands for (its logged params)."""
+def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
+    """``config_of(trial config)``: the run configuration it stands for (logged as params and data)."""
     from ray import tune
 
     class TrackingCallback(tune.Callback):
@@ -37,8 +37,11 @@ def tracking_callback(tracker: Tracker, params_of, tags: dict[str, str]):
 
         def _run(self, trial) -> str:
             if trial.trial_id not in self.runs:
-                params = {**params_of(trial.config), **{f"search.{k}": v for k, v in trial.config.items()}}
-                self.runs[trial.trial_id] = tracker.start_trial(trial.trial_id, trial_name(trial), params, tags)
+                cfg = config_of(trial.config)
+                params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
+                run_id = tracker.start_trial(trial.trial_id, trial_name(trial), params, tags)
+                tracker.log_dataset(run_id, *data_of(cfg))
+                self.runs[trial.trial_id] = run_id
             return self.runs[trial.trial_id]
 
         def _safely(self, what: str, fn, *args) -> None:

@@ -147,6 +147,16 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             _retry(self.client.log_batch, run_id, params=items[i : i + 100])
 
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name, digest, "local" if source.startswith("/") else "code", source, profile=json.dumps(profile)
+        )
+        _retry(self.client.log_inputs, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             _retry(self.client.set_tag, run_id, k, v)

@@ -38,6 +38,11 @@ def test_quickstart_smoke_then_resume_adds_no_duplicate_runs(study_env, tmp_path
     assert parent.data.tags["paradis.git_commit"] != ""
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     _check_children(client, children)
+    # the runs table's source and data set columns
+    assert all(r.data.tags["mlflow.source.name"] == "run_study.py studies/quickstart.yaml" for r in [parent, *children])
+    inputs = [client.get_run(c.info.run_id).inputs.dataset_inputs for c in children]
+    assert all(len(i) == 1 and i[0].dataset.name == "fashion-mnist" for i in inputs)
+    assert len({i[0].dataset.digest for i in inputs}) == 1  # the same images in every variant
     paths = set(artifact_paths(client, parent.info.run_id))
     assert {
         "spec/study.yaml",

@@ -1,57 +1,30 @@
-"""Deploy a trained switch across devices: a device pool on Ray actors, and the command line.
+"""The device pool: one Ray actor per device, each a :class:`paradis.deploy.DeviceWorker`.
 
-::
-
-    python -m orchestration.deploy export --checkpoint ckpt/checkpoint.pt --switch "[0.5, 0.5]" --output out/
-    python -m orchestration.deploy export --run-id 1a2b3c --switch "[4x0.25]" --output out/
-    python -m orchestration.deploy export --checkpoint ckpt/ --switch "[4x0.25]" --output out/ --format onnx \\
-        --quantize int8
-    python -m orchestration.deploy plan --checkpoint ckpt/ --device a:1.0 --device b:0.5 --budget-ms 5 \\
-        --measure-batch 64
-    python -m orchestration.deploy serve-bench --checkpoint ckpt/ --switch "[0.5, 0.25, 0.25]" --switch "[0.5, 0.5]"
-
-A :class:`DevicePool` has one Ray actor per device (``threads`` CPU threads each, or a GPU each); the
-sub-networks of the switch run in parallel on the same input and the driver fuses their partial outputs
-(sum, plus the classifier's bias once). With the full model on every actor (:meth:`DevicePool.load_full`)
-changing the switch moves no weights; with :meth:`DevicePool.load_switch` each actor receives only its
-sub-network. A device that fails raises :class:`DeviceFailure` naming it, or, with ``allow_fallback``,
-the pool continues with the most accurate switch that fits the devices left.
+The sub-networks of the switch run in parallel on the same input and the driver fuses their partial
+outputs (sum, plus the classifier's bias once). With the full model on every actor
+(:meth:`DevicePool.load_full`) changing the switch moves no weights; with :meth:`DevicePool.load_switch`
+each actor receives only its sub-network. A device that fails raises :class:`DeviceFailure` naming it,
+or, with ``allow_fallback``, the pool continues with the most accurate switch that fits the devices left.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from paradis.deploy import (
-    Device,
     DeviceWorker,
     ExportError,
     Plan,
-    PlanError,
     SwitchOption,
     TrainedModel,
     best_fallback,
-    export_switch,
-    load_trained,
-    measure_latency,
-    parse_device,
-    plan,
     read_manifest,
-    read_table,
-    switch_table,
 )
-from paradis.deploy.export import accuracy_from_metrics, load_fusion, load_state
-from paradis.deploy.onnx import FORMATS, QUANTIZATIONS, EdgeOptions
+from paradis.deploy.export import load_fusion, load_state
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 
@@ -335,233 +308,3 @@ class DevicePool:
 def _bias_of(trained: TrainedModel) -> torch.Tensor | None:
     bias = getattr(trained.model.head, "bias", None)
     return None if bias is None else bias.detach().cpu().clone()
-
-
-# --- loading a trained model -----------------------------------------------------------------------
-def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> TrainedModel:
-    """The checkpoint of a tracked trial run (artifact ``checkpoint/checkpoint.pt``), with the run's
-    ``acc/<switch>`` metrics as accuracies; read through the tracking interface."""
-    from orchestration.tracking import open_tracker, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    tracker = open_tracker(uri, experiment="")
-    try:
-        metrics = tracker.run_metrics(run_id)
-    except Exception as err:
-        raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {str(err).splitlines()[0][:200]}") from None
-    with tempfile.TemporaryDirectory(prefix="paradis-deploy-") as d:
-        try:
-            path = tracker.download(run_id, "checkpoint/checkpoint.pt", d)
-        except Exception as err:
-            raise ExportError(
-                f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): "
-                f"{str(err).splitlines()[0][:200]}"
-            ) from None
-        trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
-    trained.source = f"mlflow run {run_id} ({uri})"
-    return trained
-
-
-def _load(args: argparse.Namespace) -> TrainedModel:
-    kwargs = {"model_name": args.model, "input_size": args.input_size}
-    if args.wide_factor is not None:
-        kwargs["wide_factor"] = args.wide_factor
-    if args.run_id:
-        return load_from_mlflow(args.run_id, args.tracking_uri, **kwargs)
-    return load_trained(args.checkpoint, **kwargs)
-
-
-# --- commands --------------------------------------------------------------------------------------
-def _export(args: argparse.Namespace) -> int:
-    trained = _load(args)
-    if args.dataset:
-        trained.dataset = args.dataset
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    edge = EdgeOptions(
-        formats=tuple(dict.fromkeys(args.format or ())),
-        quantize=args.quantize,
-        test_images=args.test_images,
-        calibration_batches=args.calibration_batches,
-        batch_size=args.calibration_batch_size,
-        data_root=args.data_root,
-        threads=args.threads,
-    )
-    t0 = time.perf_counter()
-    m = export_switch(trained, args.switch, args.output, programs=not args.no_programs, edge=edge)
-    seconds = time.perf_counter() - t0
-    acc = "unknown" if m.accuracy is None else f"{100 * m.accuracy:.2f} %"
-    print(
-        f"exported switch {m.switch} of {trained.source} to {args.output} in {seconds:.1f} s: top-1 {acc}, "
-        f"{m.macs / 1e6:.2f} MMACs ({m.max_device_macs / 1e6:.2f} on the busiest device)"
-    )
-    for d in m.devices:
-        files = [d.program_file, *d.artifacts.values()]
-        sizes = "".join(f", {f} {m.files[f]['bytes']} bytes" for f in files if f)
-        print(
-            f"  device {d.index}: width {d.width:g} {d.channels}, {d.macs / 1e6:.2f} MMACs, {d.params} params, "
-            f"{d.state_file} {d.file_bytes} bytes" + sizes
-        )
-    for kind, info in m.artifacts.items():
-        print(f"  {kind}: written in {info['export_seconds']:.2f} s (all devices)")
-    if m.evaluation:
-        ev = m.evaluation
-        top1 = ", ".join(f"{k} {100 * v:.2f} % ({ev['seconds'][k]:.1f} s)" for k, v in ev["top1"].items())
-        print(f"  top-1 on {ev['images']} test images (fused): {top1}")
-    return 0
-
-
-def _plan(args: argparse.Namespace) -> int:
-    devices = [parse_device(t) for t in args.device] or [Device(f"device{i}") for i in range(args.devices)]
-    if args.table:
-        table = read_table(args.table)
-    else:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        table = switch_table(_load(args), args.switches, measure_batch=args.measure_batch)
-    if args.save_table:
-        Path(args.save_table).write_text(json.dumps([o.as_dict() for o in table], indent=1) + "\n")
-    p = plan(
-        devices,
-        args.budget_ms / 1e3,
-        table,
-        macs_per_second=args.macs_per_second,
-        overhead_s=args.overhead_ms / 1e3,
-    )
-    print(p.explain())
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "switch": str(p.switch),
-                    "accuracy": p.accuracy,
-                    "latency_s": p.latency_s,
-                    "assignment": [a.device for a in p.assignment],
-                }
-            )
-        )
-    return 0
-
-
-def _serve_bench(args: argparse.Namespace) -> int:
-    import ray
-
-    trained = _load(args)
-    switches = [trained.model.resolve(s) for s in (args.switch or [str(trained.model.bn_switches()[0])])]
-    n = args.devices or max(len(s) for s in switches)
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        if args.address:
-            ray.init(address=args.address)
-        else:
-            ray.init(
-                num_cpus=max(n * args.threads, 1),
-                num_gpus=n * args.gpus_per_device or None,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
-    pool = None
-    try:
-        pool = DevicePool(n, threads=args.threads, gpus_per_device=args.gpus_per_device)
-        t0 = time.perf_counter()
-        pool.load_full(trained, switches[0])
-        print(f"{n} device(s), {args.threads} thread(s) each; full model loaded in {time.perf_counter() - t0:.2f} s")
-        x = torch.randn(args.batch, *trained.input_size)
-        for s in switches:
-            pool.set_switch(s)
-            got = pool(x)
-            with torch.no_grad():
-                want = trained.model.eval()(x, s)
-            diff = (got - want).abs().max().item()
-            lat = measure_latency(lambda: pool(x), warmup=args.warmup, repeats=args.iters)
-            loads = sum(i["loads"] for i in pool.info().values())
-            print(
-                f"switch {s} on {', '.join(pool.assignment)}: median {1e3 * lat:.3f} ms per batch of {args.batch}, "
-                f"{args.batch / lat:.0f} images/s, max |pool - in-process| = {diff:.2e}, weight loads so far {loads}"
-            )
-    finally:
-        if pool is not None:  # on a cluster given by --address the actors would otherwise outlive the command
-            pool.shutdown()
-        if owns_ray:
-            ray.shutdown()
-    return 0
-
-
-def _add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
-    src = p.add_mutually_exclusive_group(required=required)
-    src.add_argument("--checkpoint", help="checkpoint.pt of paradis.engine, a model.pt, or a folder holding one")
-    src.add_argument("--run-id", help="an MLflow trial run (its checkpoint artifact and acc/* metrics)")
-    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else $PARADIS_HOME/mlflow.db)")
-    p.add_argument("--model", help="registry name, for a bare state dict (model.pt)")
-    p.add_argument("--wide-factor", type=float, help="for a bare state dict (default 1.2)")
-    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="default: from the data set")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.deploy", description=__doc__.split("::")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("export", help="write one file per device, programs and manifest.json for a switch")
-    _add_source(e)
-    e.add_argument("--switch", required=True, help='e.g. "[0.5, 0.5]"')
-    e.add_argument("--output", required=True, help="folder for device*.pt, device*.pt2, fusion.pt, manifest.json")
-    e.add_argument("--no-programs", action="store_true", help="skip the torch.export programs")
-    e.add_argument(
-        "--format",
-        action="append",
-        choices=FORMATS,
-        help="also write device*.onnx (ONNX Runtime) or device*.pte (ExecuTorch, XNNPACK); repeatable",
-    )
-    e.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: also device*.int8.onnx (static, QDQ)")
-    e.add_argument(
-        "--test-images", type=int, help="test images that measure each format (default: the whole split; 0: none)"
-    )
-    e.add_argument(
-        "--calibration-batches", type=int, help="int8 calibration batches (default: the run's BN calibration)"
-    )
-    e.add_argument("--calibration-batch-size", type=int, help="default: the run's calibration batch size")
-    e.add_argument("--data-root", help="data folder (default: the run's data.root; Fashion-MNIST: Debian's)")
-    e.add_argument("--dataset", help="the data set, for a bare state dict (e.g. fashion-mnist)")
-    e.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: their own)")
-    e.set_defaults(fn=_export)
-    p = sub.add_parser("plan", help="choose the switch and device assignment for a latency budget")
-    _add_source(p, required=False)
-    p.add_argument("--table", help="JSON rows {switch, accuracy, device_macs, device_params[, device_seconds]}")
-    p.add_argument("--device", action="append", default=[], help="NAME[:SPEED[:MEMORY]], repeated; e.g. gpu0:1:2GB")
-    p.add_argument("--devices", type=int, default=2, help="that many equal devices, without --device")
-    p.add_argument("--budget-ms", type=float, required=True)
-    p.add_argument("--measure-batch", type=int, help="time each sub-network here at this batch size")
-    p.add_argument("--threads", type=int, default=1, help="torch threads while measuring")
-    p.add_argument("--macs-per-second", type=float, help="reference device throughput, for costs from MACs")
-    p.add_argument("--overhead-ms", type=float, default=0.0, help="added to every switch (transfer, fusion)")
-    p.add_argument("--switches", nargs="+", help="consider only these (default: all with BN statistics)")
-    p.add_argument("--save-table", help="write the table used to this JSON file")
-    p.add_argument("--json", action="store_true", help="also print the plan as one JSON line")
-    p.set_defaults(fn=_plan)
-    b = sub.add_parser("serve-bench", help="run switches on a Ray device pool: equivalence, latency, throughput")
-    _add_source(b)
-    b.add_argument("--switch", action="append", help="repeat to switch at run time (no reload)")
-    b.add_argument("--devices", type=int, help="actors (default: the largest switch's sub-networks)")
-    b.add_argument("--threads", type=int, default=1, help="CPU threads per actor")
-    b.add_argument("--gpus-per-device", type=float, default=0.0)
-    b.add_argument("--batch", type=int, default=64)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--iters", type=int, default=30)
-    b.add_argument("--address", help="an existing Ray cluster (default: a local one)")
-    b.set_defaults(fn=_serve_bench)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "plan" and not (args.table or args.checkpoint or args.run_id):
-        print("deploy plan: error: give --table, --checkpoint or --run-id", file=sys.stderr)
-        return 2
-    try:
-        return args.fn(args)
-    except (ValueError, PlanError, ExportError, DeviceFailure) as err:
-        print(f"deploy {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
