@@ -42,9 +42,13 @@ def check_switches(spec, source: str) -> None:
     models: dict[tuple, object] = {}
     for desc, cfg in _trial_configs(spec):
         info = dataset_info(cfg.data.name)
-        key = (cfg.model.name, cfg.training.wide_factor, info.input_size[0], cfg.data.sr.scale)
+        key = (cfg.model.name, cfg.training.wide_factor, info.input_size[0], cfg.data.sr.scale, cfg.model.rounding)
         if key not in models:
-            kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0]}
+            kwargs = {
+                "wide_factor": cfg.training.wide_factor,
+                "in_chans": info.input_size[0],
+                "rounding": cfg.model.rounding,
+            }
             if model_info(cfg.model.name).num_classes is not None:
                 kwargs["num_classes"] = info.num_classes
             if model_info(cfg.model.name).task == "super-resolution":

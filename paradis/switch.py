@@ -231,14 +231,23 @@ class Switch:
         return len(self._widths) == 1
 
     # channel geometry -------------------------------------------------------------------------
-    def channel_ranges(self, base_channels: int, stage: int | None = None) -> tuple[tuple[int, int], ...]:
+    def channel_ranges(
+        self, base_channels: int, stage: int | None = None, rounding: str = "paradis"
+    ) -> tuple[tuple[int, int], ...]:
         """The ``(start, stop)`` channel range of each sub-network in a layer of ``base_channels``
-        (channels of ``stage``, for a switch with per-stage widths; ignored by a uniform switch)."""
+        (channels of ``stage``, for a switch with per-stage widths; ignored by a uniform switch).
+
+        ``rounding="us-nets"`` turns a single width up to 1.0 into channels as US-Nets does
+        (``make_divisible(C * w, 8)``); every other switch keeps the shared cumulative rule."""
+        if rounding == "us-nets" and self.is_single and self._num_stages is None and self._widths[0] <= 1:
+            return ((0, min(base_channels, make_divisible(base_channels * self._widths[0]))),)
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding {rounding!r}: one of {', '.join(ROUNDINGS)}")
         return _channel_ranges(self._stage_offsets[self._stage_index(stage)], base_channels)
 
-    def channels(self, base_channels: int, stage: int | None = None) -> int:
+    def channels(self, base_channels: int, stage: int | None = None, rounding: str = "paradis") -> int:
         """Total channels the switch uses in a layer of ``base_channels`` (of ``stage``)."""
-        return channel_index(self._stage_offsets[self._stage_index(stage)][-1], base_channels)
+        return self.channel_ranges(base_channels, stage, rounding)[-1][1]
 
     def check(
         self,
@@ -246,6 +255,7 @@ class Switch:
         max_width: float | None = None,
         layers: Sequence[tuple[str, int] | tuple[str, int, int | None]] = (),
         num_stages: int | None = None,
+        rounding: str = "paradis",
     ) -> None:
         """Raise ``ValueError`` if the switch is wider than ``max_width``, has per-stage widths for
         another number of stages than ``num_stages``, or leaves a sub-network without a whole channel
@@ -265,7 +275,7 @@ class Switch:
             stage = layer[2] if len(layer) > 2 else None
             if self._num_stages is not None and stage is None:
                 raise ValueError(f"switch {self} has per-stage widths, but layer {name!r} has no stage")
-            for i, (start, stop) in enumerate(self.channel_ranges(base, stage)):
+            for i, (start, stop) in enumerate(self.channel_ranges(base, stage, rounding)):
                 if stop <= start:
                     w = self._subnets[i][0 if len(self._subnets[i]) == 1 else stage]
                     where = "" if self._num_stages is None else f" (stage {stage})"
@@ -282,6 +292,18 @@ def _channel_ranges(offsets: tuple[Fraction, ...], base_channels: int) -> tuple[
 
 
 SwitchLike = Union[Switch, str, float, int, Sequence[float]]  # noqa: UP007 (a runtime alias on 3.10)
+
+
+ROUNDINGS = ("paradis", "us-nets")
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int = 1) -> int:
+    """US-Nets' (and TF-slim's) channel rounding: the multiple of ``divisor`` nearest ``v``, never
+    below ``min_value`` nor more than 10 % below ``v``."""
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
 
 
 MAX_SUBNETWORKS = 1024  # a switch of more devices is a typo, and would cost memory to even list

@@ -55,3 +55,13 @@ def test_yaml_loading_is_safe_strict_and_overridable(tmp_path):
             load_run_config(tmp_path / name)
     with pytest.raises(ConfigError, match="cannot read"):
         load_run_config(tmp_path / "missing.yaml")
+
+
+def test_the_baselines_round_as_their_authors_did_unless_told():
+    assert RunConfig.model_validate({"training": {"method": "us"}}).model.rounding == "us-nets"
+    assert RunConfig.model_validate({"training": {"method": "slimmable", "switches": ["[0.5]"]}}).model.rounding == (
+        "us-nets"
+    )
+    assert RunConfig().model.rounding == "paradis"  # ParaDiS switches keep the shared cumulative rule
+    chosen = RunConfig.model_validate({"training": {"method": "us"}, "model": {"rounding": "paradis"}})
+    assert chosen.model.rounding == "paradis"

@@ -49,6 +49,11 @@ SwitchStr = Annotated[str, Field(description="a switch in the paper's notation")
 
 class ModelConfig(Strict):
     name: str = "mobilenet_v1_small"
+    rounding: Literal["paradis", "us-nets"] | None = Field(
+        None,
+        description="how single widths become channels: paradis (floor(C*w + 1/2), shared by all switches) or "
+        "us-nets (make_divisible(C*w, 8), as US-Nets' code); default: the method's (us-nets for us and slimmable)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -306,6 +311,13 @@ class RunConfig(Strict):
         if task.distils_only_from_wide and training.get("distillation") != "wide":
             training = {"wide_factor": 1.0, **training}
         return {**data, "training": training}
+
+    @model_validator(mode="after")
+    def _rounding(self) -> RunConfig:
+        """An unset rounding follows the method: the baselines as their authors built them."""
+        if self.model.rounding is None:
+            object.__setattr__(self.model, "rounding", get_method(self.training.method).rounding)
+        return self
 
     @model_validator(mode="after")
     def _task_fits(self) -> RunConfig:

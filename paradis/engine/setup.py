@@ -57,7 +57,7 @@ def prepare_data(cfg, splits: Splits) -> RunData:
 
 def build_model(cfg, info) -> ParaDiSModel:
     """The run's model for data set ``info``; every trained switch must fit it (whole channels)."""
-    kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0]}
+    kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0], "rounding": cfg.model.rounding}
     if model_info(cfg.model.name).num_classes is not None:
         kwargs["num_classes"] = info.num_classes
     kwargs.update(get_task(cfg.task).model_kwargs(cfg))

@@ -31,6 +31,9 @@ class RangeLayer(nn.Module):
     # widths takes its ranges from them. Models set them at construction with set_stage.
     in_stage: int | None = None
     out_stage: int | None = None
+    # How single widths become channels ("paradis": the shared cumulative rule; "us-nets": US-Nets'
+    # make_divisible). The model sets it on every layer (ParaDiSModel.set_rounding).
+    rounding: str = "paradis"
 
     def set_stage(self, in_stage: int, out_stage: int | None = None) -> RangeLayer:
         """Place the layer's input channels in ``in_stage`` and its output channels in ``out_stage``
@@ -48,10 +51,10 @@ class RangeLayer(nn.Module):
         return [(c, s) for c, s in dims if c is not None]
 
     def in_ranges(self, switch: Switch):
-        return None if self.in_base is None else switch.channel_ranges(self.in_base, self.in_stage)
+        return None if self.in_base is None else switch.channel_ranges(self.in_base, self.in_stage, self.rounding)
 
     def out_ranges(self, switch: Switch):
-        return None if self.out_base is None else switch.channel_ranges(self.out_base, self.out_stage)
+        return None if self.out_base is None else switch.channel_ranges(self.out_base, self.out_stage, self.rounding)
 
     def plain(self, switch: Switch, index: int) -> nn.Module:  # pragma: no cover - interface
         """A plain torch module holding only sub-network ``index``'s part of this layer."""

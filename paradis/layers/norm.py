@@ -67,7 +67,7 @@ class SwitchableBatchNorm2d(RangeLayer):
 
     def reset_stats(self, switch: Switch) -> None:
         """Start ``switch``'s statistics afresh (mean 0, variance 1, no batches)."""
-        n = switch.channels(self.out_base, self.out_stage)
+        n = switch.channels(self.out_base, self.out_stage, self.rounding)
         device = self.weight.device
         key = switch.key
         dtype = self.weight.dtype  # a model moved to float64 (or half) keeps its statistics in kind

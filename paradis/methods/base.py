@@ -70,6 +70,7 @@ class Method:
     needs_proposer: ClassVar[bool] = False  # a learning proposer comes from the orchestration layer
     needs_cost: ClassVar[bool] = False  # multiply-adds of a configuration, per step
     matches_cost: ClassVar[bool] = False  # evaluated also at the widths closest in cost to the paper's switches
+    rounding: ClassVar[str] = "paradis"  # how its models turn single widths into channels by default
 
     def validate(self, t: Any) -> None:
         """Raise ``ValueError`` (naming the key) where the training section does not suit the method."""

@@ -11,6 +11,7 @@ class Slimmable(Method):
     label = "Slimmable"
     front = "switches"
     matches_cost = True
+    rounding = "us-nets"  # make_divisible(C * w, 8), as in the authors' code
 
     def validate(self, t) -> None:
         super().validate(t)

@@ -59,6 +59,7 @@ class US(Method):
     default_distillation = "wide"
     front = "widths"
     matches_cost = True
+    rounding = "us-nets"  # make_divisible(C * w, 8), as in the authors' code
 
     def validate(self, t) -> None:
         if t.us.max_width > t.wide_factor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from paradis.layers.context import BNUpdate, SwitchContext
 from paradis.layers.conv import RangeLayer
 from paradis.layers.norm import SwitchableBatchNorm2d
-from paradis.switch import Switch, SwitchLike, parse_switch
+from paradis.switch import ROUNDINGS, Switch, SwitchLike, parse_switch
 
 
 class ParaDiSModel(nn.Module):
@@ -34,7 +34,20 @@ class ParaDiSModel(nn.Module):
         if not isinstance(wide_factor, (int, float)) or isinstance(wide_factor, bool) or wide_factor < 1.0:
             raise ValueError(f"wide_factor {wide_factor!r} must be a number >= 1.0")
         self.wide_factor = float(wide_factor)
+        self.rounding = "paradis"
         self._resolved: dict[Switch, Switch] = {}
+
+    def set_rounding(self, rounding: str) -> ParaDiSModel:
+        """How single widths become channels in every layer: ``"paradis"`` (the shared cumulative
+        rule, ``floor(f * C + 1/2)``) or ``"us-nets"`` (US-Nets' ``make_divisible(C * w, 8)``, as the
+        US and slimmable baselines' authors built them; lists of widths keep the shared rule)."""
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding {rounding!r}: one of {', '.join(ROUNDINGS)}")
+        self.rounding = rounding
+        for _, layer in self.range_layers():
+            layer.rounding = rounding
+        self._resolved.clear()
+        return self
 
     # switches ---------------------------------------------------------------------------------
     def range_layers(self) -> Iterator[tuple[str, RangeLayer]]:
@@ -54,7 +67,7 @@ class ParaDiSModel(nn.Module):
             layers = [
                 (name, base, stage) for name, layer in self.range_layers() for base, stage in layer.staged_channels()
             ]
-            parsed.check(max_width=self.wide_factor, layers=layers, num_stages=self.num_stages)
+            parsed.check(max_width=self.wide_factor, layers=layers, num_stages=self.num_stages, rounding=self.rounding)
             self._resolved[parsed] = parsed
         return parsed
 

@@ -114,9 +114,12 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, *, num_classes: int | None = None, wide_factor: float | None = None, **kwargs):
+def create_model(
+    name: str, *, num_classes: int | None = None, wide_factor: float | None = None, rounding: str = "paradis", **kwargs
+):
     """Build a registered model: ``create_model("mobilenet_v1", num_classes=1000)``. ``num_classes``
-    and ``wide_factor`` default to the entry's; an image-to-image model takes no ``num_classes``."""
+    and ``wide_factor`` default to the entry's; an image-to-image model takes no ``num_classes``;
+    ``rounding="us-nets"`` turns single widths into channels as US-Nets does."""
     info = model_info(name)
     if info.num_classes is None:
         if num_classes is not None:
@@ -127,4 +130,5 @@ def create_model(name: str, *, num_classes: int | None = None, wide_factor: floa
             raise ValueError(f"num_classes {num_classes!r} must be a positive integer")
         kwargs["num_classes"] = num_classes
     kwargs["wide_factor"] = info.default_wide_factor if wide_factor is None else wide_factor
-    return info.build_fn()(**kwargs)
+    model = info.build_fn()(**kwargs)
+    return model.set_rounding(rounding) if rounding != "paradis" else model

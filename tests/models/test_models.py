@@ -267,3 +267,34 @@ def test_super_resolution_models_need_no_num_classes_and_are_not_wide():
     model = create_model("wdsr")
     assert model.wide_factor == 1.0
     assert sum(p.numel() for p in model.parameters()) == 2_374_132  # the reference WDSR x2
+
+
+def test_us_nets_rounding_reproduces_their_channel_counts():
+    """US-Nets turns a width into make_divisible(C * w, 8) channels: MobileNet v1 [0.35] costs
+    80.4 M multiply-adds there (76.1 M with the shared rule), and the single width closest in cost
+    to ResNet-50's [0.5, 0.5] is the paper's 0.7 (0.725 with the shared rule)."""
+    from paradis.engine.evaluation import matched_widths
+    from paradis.methods.us import width_grid
+
+    shared, us = create_model("mobilenet_v1"), create_model("mobilenet_v1", rounding="us-nets")
+    assert round(profile(shared, "[0.35]", (3, 224, 224)).macs / 1e6, 1) == 76.1
+    assert round(profile(us, "[0.35]", (3, 224, 224)).macs / 1e6, 1) == 80.4
+    for w in (0.25, 0.5, 0.75, 1.0):  # the two rules agree here
+        assert profile(us, f"[{w}]", (3, 224, 224)).macs == profile(shared, f"[{w}]", (3, 224, 224)).macs
+    grid = width_grid(0.25, 1.0, 0.025)
+    half = [parse_switch("[0.5, 0.5]")]
+    assert list(matched_widths(create_model("resnet50"), half, grid, (3, 224, 224))) == [parse_switch("[0.725]")]
+    us50 = create_model("resnet50", rounding="us-nets")
+    assert list(matched_widths(us50, half, grid, (3, 224, 224))) == [parse_switch("[0.7]")]
+    # lists of widths keep the shared rule in either model
+    assert profile(us, "[0.5, 0.5]", (3, 224, 224)).macs == profile(shared, "[0.5, 0.5]", (3, 224, 224)).macs
+
+
+@pytest.mark.parametrize("switch", ["[0.35]", "[0.6]", "[1.0]"])
+def test_us_nets_rounded_switches_extract_and_calibrate(switch):
+    model = create_model("mobilenet_v1_small", rounding="us-nets").eval()
+    x = torch.randn(4, 1, 28, 28)
+    calibrate_bn(model, switch, [torch.randn(8, 1, 28, 28) for _ in range(2)])
+    extracted = model.extract(switch)
+    torch.testing.assert_close(extracted(x), model(x, switch), atol=1e-5, rtol=1e-5)
+    assert model.stem.weight.shape[0] == 19  # the allocation does not depend on the rule
