@@ -4,8 +4,9 @@ The names below load on first use, so that light modules (``paradis.switch``, ``
 import without torch: a bad study is rejected in well under a second.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from paradis._util import lazy_names
 
 _LAZY = {
     "BNStatisticsMissing": "paradis.layers",
@@ -39,12 +40,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'paradis' has no attribute {name!r}")
+__getattr__ = lazy_names('paradis', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

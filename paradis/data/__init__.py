@@ -4,8 +4,9 @@ of each data set (``vision``: classification; ``sr``: super-resolution image pai
 Names load on first use, so that ``from paradis.data import check_dataset`` does not import torch.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from paradis._util import lazy_names
 
 _LAZY = {
     "DataError": "paradis.data.folders",
@@ -55,12 +56,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'paradis.data' has no attribute {name!r}")
+__getattr__ = lazy_names('paradis.data', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

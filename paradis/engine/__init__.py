@@ -5,8 +5,9 @@
 Names load on first use, so that ``paradis.engine.metrics`` is read without importing torch.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from paradis._util import lazy_names
 
 _LAZY = {
     "CheckpointError": "paradis.engine.checkpoint",
@@ -32,12 +33,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'paradis.engine' has no attribute {name!r}")
+__getattr__ = lazy_names('paradis.engine', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

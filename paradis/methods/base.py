@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, Protocol
 
+from paradis._util import Registry
 from paradis.methods.plan import FULL, StepPlan, distilled_plan
 from paradis.switch import Switch, parse_switch
 
@@ -110,22 +111,18 @@ def sort_switches(switches) -> list[Switch]:
     return sorted(switches, key=lambda s: (-s.total, -s.widths[0], len(s)))
 
 
-_REGISTRY: dict[str, Method] = {}
+_REGISTRY: Registry[Method] = Registry("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Register a method class under its ``name``; a name is registered once."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"method {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls()
+    _REGISTRY.add(cls.name, cls())
     return cls
 
 
 def get_method(name: str) -> Method:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def list_methods() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()

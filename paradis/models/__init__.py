@@ -4,8 +4,9 @@ Names load on first use, so that the torch-free registry (``paradis.models.regis
 without importing torch.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from paradis._util import lazy_names
 
 _LAZY = {
     "ExtractedSwitch": "paradis.models.base",
@@ -31,12 +32,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'paradis.models' has no attribute {name!r}")
+__getattr__ = lazy_names('paradis.models', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from paradis._util import Registry
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -52,21 +54,18 @@ class Task:
         return value
 
 
-_REGISTRY: dict[str, Task] = {}
+_REGISTRY: Registry[Task] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"task {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls()
+    """Register a task class under its ``name``; a name is registered once."""
+    _REGISTRY.add(cls.name, cls())
     return cls
 
 
 def get_task(name: str) -> Task:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def list_tasks() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()
