@@ -449,17 +449,17 @@ def local_gpu_count() -> int:
 def check_resources(spec: StudySpec, source: str, gpus_available: float, cpus_available: float | None = None) -> None:
     """A trial asking for more GPUs or CPUs than the cluster has would wait forever: refuse it."""
     res = spec.resources
-    cpus = res.workers_per_trial * res.cpus_per_worker + (0.1 if res.workers_per_trial > 1 else 0)
-    if cpus_available is not None and cpus > cpus_available:
-        raise ConfigError(
-            f"{source}: resources.cpus_per_worker: a trial needs {cpus:g} CPU(s) "
-            f"({res.workers_per_trial} worker(s) x {res.cpus_per_worker:g}), the cluster has {cpus_available:g}"
-        )
     need = res.workers_per_trial * res.gpus_per_worker
     if need > gpus_available:
         raise ConfigError(
             f"{source}: resources.gpus_per_worker: a trial needs {need:g} GPU(s) "
             f"({res.workers_per_trial} worker(s) x {res.gpus_per_worker:g}), the cluster has {gpus_available:g}"
+        )
+    cpus = res.workers_per_trial * res.cpus_per_worker + (0.1 if res.workers_per_trial > 1 else 0)
+    if cpus_available is not None and cpus > cpus_available:
+        raise ConfigError(
+            f"{source}: resources.cpus_per_worker: a trial needs {cpus:g} CPU(s) "
+            f"({res.workers_per_trial} worker(s) x {res.cpus_per_worker:g}), the cluster has {cpus_available:g}"
         )
 
 
