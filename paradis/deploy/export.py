@@ -25,6 +25,8 @@ import json
 import math
 import os
 import pickle
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -499,9 +501,14 @@ def export_switch(
     *,
     programs: bool = True,
     edge: EdgeOptions | None = None,
+    overwrite: bool = False,
 ) -> Manifest:
     """Write the per-device files, ``fusion.pt`` and ``manifest.json`` of ``switch`` to ``out_dir``; with
-    ``edge``, also the ONNX / int8 / ExecuTorch files of every device and their test-split top-1."""
+    ``edge``, also the ONNX / int8 / ExecuTorch files of every device and their test-split top-1.
+
+    ``out_dir`` must be new or empty; with ``overwrite`` it may hold an earlier export, whose listed files
+    (and nothing else) are replaced. The export is written to a folder beside ``out_dir`` and moved in
+    once complete, so a failed export leaves the old one as it was."""
     model = trained.model.eval()
     s = model.resolve(switch)
     if not model.has_bn_stats(s):
@@ -514,9 +521,24 @@ def export_switch(
         edge_formats.check_installed(edge)
     except ImportError as err:
         raise ExportError(str(err)) from None
+    out = Path(out_dir).resolve()
+    old_files = files_to_replace(out, overwrite)  # refused here, before any work, if work would be lost
     data = _edge_data(trained, edge)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        manifest = _write_export(trained, s, staging, programs, edge, data)
+        _install(staging, out, old_files, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _write_export(
+    trained: TrainedModel, s: Switch, out: Path, programs: bool, edge: EdgeOptions, data: RunData | None
+) -> Manifest:
+    """Every file of the export of ``s`` in folder ``out``, the manifest last."""
+    model = trained.model
     extracted = model.extract(s)
     prof = profile(model, s, trained.input_size)
     example = torch.zeros(2, *trained.input_size)
@@ -541,6 +563,59 @@ def export_switch(
             manifest.evaluation = evaluate_export(out, manifest, data.test, edge.threads, extracted.subnets)
     (out / MANIFEST_NAME).write_text(manifest.to_json() + "\n")
     return manifest
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file (and empty folder, with a trailing ``/``) under ``folder``, as relative POSIX paths;
+    symbolic links are entries, never followed."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel = Path(root).relative_to(folder)
+        found += [(rel / n).as_posix() for n in files]
+        found += [(rel / d).as_posix() for d in dirs if (Path(root) / d).is_symlink()]
+        if not files and not dirs and Path(root) != folder:
+            found.append(rel.as_posix() + "/")
+    return sorted(found)
+
+
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(quote(n, 60) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def files_to_replace(out: Path, overwrite: bool) -> list[str]:
+    """The files of the export already in ``out`` that a new export replaces; refuses a folder whose
+    contents would be lost: not empty without ``overwrite``, or holding files its manifest does not list."""
+    where = f"output folder {quote(str(out))}"
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {quote(str(out))} is a file, not a folder")
+    present = _entries(out) if out.is_dir() else []
+    if not present:
+        return []
+    if not overwrite:
+        raise ExportError(f"{where} is not empty ({_names(present)}); give --force to replace the export it holds")
+    try:
+        old = read_manifest(out)
+    except ExportError as err:
+        raise ExportError(f"{where} holds no readable export to replace ({str(err)[:300]}); nothing removed") from None
+    listed = {*named_files(old), MANIFEST_NAME}
+    unlisted = [n for n in present if n not in listed]
+    if unlisted:
+        raise ExportError(
+            f"{where} holds files its manifest does not list: {_names(unlisted)}; nothing removed "
+            "(move them away or choose another folder)"
+        )
+    return [n for n in present if n in listed]
+
+
+def _install(staging: Path, out: Path, old_files: Sequence[str], manifest: Manifest) -> None:
+    """Replace the old export's listed files in ``out`` by the new export's, the manifest last."""
+    out.mkdir(exist_ok=True)
+    for name in old_files:
+        (out / name).unlink(missing_ok=True)
+    for name in named_files(manifest):
+        os.replace(staging / name, out / name)
+    os.replace(staging / MANIFEST_NAME, out / MANIFEST_NAME)
 
 
 def _write_device(net: SubNetwork, example: torch.Tensor, out: Path, index: int, programs: bool) -> DeviceEntry:

@@ -14,18 +14,22 @@ latency, then the sum over devices (so a slow device gets a small sub-network).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paradis.deploy.files import MAX_JSON_BYTES, count, finite_number, quote, read_json
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 # Above this many candidate assignments a switch is assigned greedily (largest sub-network to the
 # fastest device with room), which is exact when memory does not bind.
 MAX_ENUMERATED = 200_000
+MAX_ROWS = 10_000  # switches in one table
+MAX_NAME = 200  # characters of a device name
+MAX_MEMORY = 1 << 60  # bytes of one device (an exabyte: anything above is a typo)
+MAX_REASONS = 12  # switches named in a "nothing fits" error
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
 
@@ -44,31 +48,40 @@ class Device:
     memory: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.speed, (int, float)) or isinstance(self.speed, bool) or not self.speed > 0:
-            raise ValueError(f"device {self.name!r}: speed {self.speed!r} must be a positive number")
-        if self.memory is not None and (
-            not isinstance(self.memory, int) or isinstance(self.memory, bool) or self.memory <= 0
+        if not isinstance(self.name, str) or not self.name or len(self.name) > MAX_NAME:
+            raise ValueError(f"device name {quote(self.name)} must be 1 to {MAX_NAME} characters")
+        if any(not c.isprintable() for c in self.name):
+            raise ValueError(f"device name {quote(self.name)} has control characters")
+        speed = self.speed
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"device {quote(self.name)}: speed {quote(speed)} must be a positive number")
+        memory = self.memory
+        if memory is not None and (
+            not isinstance(memory, int) or isinstance(memory, bool) or not 0 < memory <= MAX_MEMORY
         ):
-            raise ValueError(f"device {self.name!r}: memory {self.memory!r} must be a positive number of bytes")
+            raise ValueError(f"device {quote(self.name)}: memory {quote(memory)} must be a positive number of bytes")
 
 
 def parse_size(text: str) -> int:
     """``"512MB"``, ``"2GiB"``, ``"100k"``, ``"4096"`` -> bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,30}\.?[0-9]{0,30})\s*([a-zA-Z]*)\s*", text)
     if m is None or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"memory {text!r} is not a size such as 512MB, 2GiB or 100k")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        raise ValueError(f"memory {quote(text)} is not a size such as 512MB, 2GiB or 100k")
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not 1 <= size <= MAX_MEMORY:
+        raise ValueError(f"memory {quote(text)} is not between 1 byte and 1 EiB")
+    return int(size)
 
 
 def parse_device(text: str) -> Device:
     """``NAME[:SPEED[:MEMORY]]``, e.g. ``gpu0:1.0:2GB`` or ``phone:0.25``."""
     parts = text.split(":")
     if not parts[0] or len(parts) > 3:
-        raise ValueError(f"device {text!r}: expected NAME[:SPEED[:MEMORY]], e.g. gpu0:1.0:2GB")
+        raise ValueError(f"device {quote(text)}: expected NAME[:SPEED[:MEMORY]], e.g. gpu0:1.0:2GB")
     try:
         speed = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
     except ValueError:
-        raise ValueError(f"device {text!r}: speed {parts[1]!r} is not a number") from None
+        raise ValueError(f"device {quote(text)}: speed {quote(parts[1])} is not a number") from None
     memory = parse_size(parts[2]) if len(parts) > 2 and parts[2] else None
     return Device(parts[0], speed, memory)
 
@@ -86,28 +99,42 @@ class SwitchOption:
 
     def __post_init__(self):
         n = len(self.switch)
+        where = f"switch {self.switch}"
+        if self.accuracy is not None:
+            finite_number(self.accuracy, f"{where}: accuracy", low=0.0, high=1.0)
         for name in ("device_macs", "device_params", "device_seconds"):
             value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"switch {self.switch}: {name} has {len(value)} entries for {n} sub-networks")
+            if value is None:
+                continue
+            if len(value) != n:
+                raise ValueError(f"{where}: {name} has {len(value)} entries for {n} sub-networks")
+            for v in value:
+                if name == "device_seconds":
+                    finite_number(v, f"{where}: {name} entry", low=0.0)
+                else:
+                    count(v, f"{where}: {name} entry")
 
     @classmethod
-    def from_dict(cls, row: Mapping, where: str = "table") -> SwitchOption:
+    def from_dict(cls, row: object, where: str = "table") -> SwitchOption:
+        """A row ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"[, "device_seconds"]}``;
+        numbers must be numbers (``1e9`` is accepted for an integer), never strings or booleans."""
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{where}: row {quote(row)} is not an object")
         try:
             s = parse_switch(row["switch"])
             acc = row.get("accuracy", row.get("top1"))
             secs = row.get("device_seconds")
             return cls(
                 s,
-                None if acc is None else float(acc),
-                tuple(int(v) for v in row["device_macs"]),
-                tuple(int(v) for v in row["device_params"]),
-                None if secs is None else tuple(float(v) for v in secs),
+                None if acc is None else finite_number(acc, "accuracy", low=0.0, high=1.0),
+                _integers(row["device_macs"], "device_macs"),
+                _integers(row["device_params"], "device_params"),
+                None if secs is None else _numbers(secs, "device_seconds"),
             )
         except KeyError as err:
-            raise ValueError(f"{where}: row {dict(row)!r} lacks {err.args[0]!r}") from None
+            raise ValueError(f"{where}: row {quote(dict(row))} lacks {quote(err.args[0])}") from None
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: row {dict(row)!r}: {err}") from None
+            raise ValueError(f"{where}: row {quote(dict(row), 120)}: {str(err)[:300]}") from None
 
     def as_dict(self) -> dict:
         return {
@@ -119,15 +146,39 @@ class SwitchOption:
         }
 
 
+def _integers(values: object, what: str) -> tuple[int, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"{what} {quote(values)} is not a list")
+    out = []
+    for v in values:
+        if isinstance(v, float) and math.isfinite(v) and v == int(v):
+            v = int(v)  # JSON writes 1e9 for a billion
+        out.append(count(v, f"{what} entry"))
+    return tuple(out)
+
+
+def _numbers(values: object, what: str) -> tuple[float, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"{what} {quote(values)} is not a list")
+    return tuple(finite_number(v, f"{what} entry", low=0.0) for v in values)
+
+
 def read_table(path: str | Path) -> list[SwitchOption]:
-    """A JSON list of rows ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"}``."""
-    try:
-        rows = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"table {str(path)!r} cannot be read: {err}") from None
+    """A JSON list of rows ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"}``, read
+    without running anything (at most 16 MiB, no NaN); every value checked; one switch per row."""
+    where = f"table {quote(str(path))}"
+    rows = read_json(path, "table", MAX_JSON_BYTES)
     if not isinstance(rows, list) or not rows:
-        raise ValueError(f"table {str(path)!r} must be a non-empty JSON list of rows")
-    return [SwitchOption.from_dict(r, f"table {str(path)!r}") for r in rows]
+        raise ValueError(f"{where} must be a non-empty JSON list of rows, not {quote(rows, 80)}")
+    if len(rows) > MAX_ROWS:
+        raise ValueError(f"{where} has {len(rows)} rows, more than {MAX_ROWS}")
+    table = [SwitchOption.from_dict(r, f"{where}, row {i}") for i, r in enumerate(rows)]
+    seen: set[Switch] = set()
+    for option in table:
+        if option.switch in seen:
+            raise ValueError(f"{where}: switch {option.switch} has two rows")
+        seen.add(option.switch)
+    return table
 
 
 @dataclass(frozen=True)
@@ -223,10 +274,7 @@ def plan(
         raise PlanError("no devices given")
     if len({d.name for d in devices}) != len(devices):
         raise PlanError(f"device names must be distinct: {[d.name for d in devices]}")
-    if isinstance(budget_s, bool) or not (isinstance(budget_s, (int, float)) and budget_s > 0):
-        raise PlanError(f"latency budget {budget_s!r} must be a positive number of seconds")
-    if macs_per_second is not None and not macs_per_second > 0:
-        raise PlanError(f"macs_per_second {macs_per_second!r} must be positive")
+    _check_plan_numbers(budget_s, macs_per_second, overhead_s, bytes_per_param)
     considered: list[tuple[Switch, float | None, float | None, str]] = []
     feasible: list[Plan] = []
     for option in table:
@@ -265,7 +313,9 @@ def plan(
         considered.append((s, option.accuracy, latency, "fits, less accurate"))
         feasible.append(Plan(s, option.accuracy, latency, budget_s, parts, source))
     if not feasible:
-        reasons = "; ".join(f"{s}: {why}" for s, _, _, why in considered) or "the table is empty"
+        reasons = "; ".join(f"{s}: {why}" for s, _, _, why in considered[:MAX_REASONS]) or "the table is empty"
+        if len(considered) > MAX_REASONS:
+            reasons += f"; and {len(considered) - MAX_REASONS} more"
         raise PlanError(f"no switch fits {len(devices)} device(s) within {1e3 * budget_s:.3f} ms ({reasons})")
     best = min(feasible, key=lambda p: (-p.accuracy, p.latency_s, len(p.switch)))
     for i, (s, acc, lat, why) in enumerate(considered):
@@ -274,7 +324,39 @@ def plan(
         elif why == "fits, less accurate" and acc == best.accuracy:
             considered[i] = (s, acc, lat, "fits, as accurate but slower or on more devices")
     best.considered = considered
+    _check_possible(best)
     return best
+
+
+def _check_plan_numbers(budget_s: object, macs_per_second: object, overhead_s: object, bytes_per_param: object):
+    """The planner's numbers: a positive finite budget and rate, a finite overhead >= 0."""
+    checks = [
+        (budget_s, "latency budget", "a positive number of seconds", False),
+        (macs_per_second, "macs_per_second", "a positive number", True),
+        (overhead_s, "overhead", "a number of seconds >= 0", False),
+    ]
+    for value, what, must, optional in checks:
+        if value is None and optional:
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        ok = ok and (value >= 0 if what == "overhead" else value > 0)
+        if not ok:
+            raise PlanError(f"{what} {quote(value)} must be {must}")
+    if isinstance(bytes_per_param, bool) or not isinstance(bytes_per_param, int) or bytes_per_param < 1:
+        raise PlanError(f"bytes_per_param {quote(bytes_per_param)} must be a positive integer")
+
+
+def _check_possible(p: Plan) -> None:
+    """A plan never printed unless it is possible: accuracy in [0, 1], latencies finite, within budget."""
+    seconds = [a.seconds for a in p.assignment]
+    if not (
+        0.0 <= p.accuracy <= 1.0
+        and all(math.isfinite(t) and t >= 0 for t in seconds)
+        and math.isfinite(p.latency_s)
+        and 0 <= p.latency_s <= p.budget_s
+        and len({a.device for a in p.assignment}) == len(p.assignment) == len(p.switch)
+    ):
+        raise PlanError(f"internal check failed: impossible plan for switch {p.switch} ({p.latency_s!r} s)")
 
 
 def best_fallback(table: Iterable[SwitchOption], devices: int, available: Iterable[SwitchLike] | None = None):

@@ -19,6 +19,7 @@ from paradis.deploy import (
     load_trained,
     read_manifest,
     switch_table,
+    verify_export,
 )
 from paradis.engine import run_training
 from tests.deploy.recipes import recipe
@@ -177,7 +178,9 @@ def test_command_line_from_a_checkpoint_and_from_an_mlflow_run(checkpoint, tmp_p
     assert main(args) == 0
     assert read_manifest(out).switch == "[0.5, 0.5]" and (out / "device1.pt").is_file()
     assert "exported switch [0.5, 0.5]" in capsys.readouterr().out
-    assert main(["export", "--checkpoint", str(checkpoint), "--switch", "[3x0.5]", "--output", str(out)]) == 2
+    assert (
+        main(["export", "--checkpoint", str(checkpoint), "--switch", "[3x0.5]", "--output", str(tmp_path / "c")]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("deploy export: error: switch [3x0.5] spans width 1.5") and "\n" not in err
 
@@ -196,5 +199,29 @@ def test_command_line_from_a_checkpoint_and_from_an_mlflow_run(checkpoint, tmp_p
     manifest = read_manifest(out)
     assert manifest.accuracy == 0.875 and manifest.source.startswith(f"mlflow run {run}")
     assert manifest.devices[0].program_file is None
-    assert main(["export", "--run-id", "0" * 32, "--switch", "[0.5, 0.5]", "--output", str(out)]) == 2
+    assert main(["export", "--run-id", "0" * 32, "--switch", "[0.5, 0.5]", "--output", str(tmp_path / "d")]) == 2
     assert "MLflow run '00000000000000000000000000000000' not found" in capsys.readouterr().err
+
+
+def test_export_never_loses_work(trained, tmp_path, monkeypatch):
+    import paradis.deploy.export as export_module
+
+    out = tmp_path / "out"
+    export_switch(trained, "[0.5, 0.5]", out)
+    old = read_manifest(out)
+    with pytest.raises(ExportError, match=r"is not empty \('device0\.pt', 'device0\.pt2', .*give --force"):
+        export_switch(trained, "[1.0]", out)
+    # a failed export leaves the old one as it was
+    monkeypatch.setattr(export_module, "profile", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        export_switch(trained, "[1.0]", out, overwrite=True)
+    monkeypatch.undo()
+    assert verify_export(out) == old and sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left
+    # replacing: exactly the listed files go, the new export's come
+    new = export_switch(trained, "[1.0]", out, programs=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*new.files, "manifest.json"])
+    assert verify_export(out).switch == "[1.0]"
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"does not list: 'notes\.txt'; nothing removed"):
+        export_switch(trained, "[0.5, 0.5]", out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and verify_export(out).switch == "[1.0]"

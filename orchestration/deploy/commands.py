@@ -1,0 +1,230 @@
+"""The deploy commands ``export``, ``plan``, ``serve-bench`` and ``verify``: each checks its values
+before it loads a model or starts Ray, then does its work and prints what it did."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from orchestration.deploy.checks import (
+    MAX_DEVICES,
+    CommandError,
+    check_batch,
+    check_output_file,
+    check_output_folder,
+    switches_with_stats,
+)
+from orchestration.deploy.pool import DevicePool
+from orchestration.deploy.sources import load_source
+from paradis.deploy import (
+    Device,
+    EdgeOptions,
+    Manifest,
+    Plan,
+    export_switch,
+    measure_latency,
+    parse_device,
+    plan,
+    read_table,
+    switch_table,
+    verify_export,
+)
+from paradis.deploy.export import files_to_replace, named_files
+from paradis.deploy.onnx import check_installed
+
+
+# --- export ----------------------------------------------------------------------------------------
+def edge_options(args: argparse.Namespace) -> EdgeOptions:
+    """The edge formats ``export`` was asked for, with their modules checked to be installed."""
+    edge = EdgeOptions(
+        formats=tuple(dict.fromkeys(args.format or ())),
+        quantize=args.quantize,
+        test_images=args.test_images,
+        calibration_batches=args.calibration_batches,
+        batch_size=args.calibration_batch_size,
+        data_root=args.data_root,
+        threads=args.threads,
+    )
+    try:
+        check_installed(edge)
+    except ImportError as err:
+        raise CommandError(str(err)) from None
+    return edge
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``export``: the switch's files and manifest in ``--output`` (refused when work would be lost)."""
+    check_output_folder(args.output, "--output")
+    edge = edge_options(args)
+    files_to_replace(Path(args.output).resolve(), args.force)  # before the model is even loaded
+    trained = load_source(args)
+    if args.dataset:
+        trained.dataset = args.dataset
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    m = export_switch(trained, args.switch, args.output, programs=not args.no_programs, edge=edge, overwrite=args.force)
+    print_export(m, f"{trained.source} to {args.output} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def print_export(m: Manifest, where: str) -> None:
+    acc = "unknown" if m.accuracy is None else f"{100 * m.accuracy:.2f} %"
+    print(
+        f"exported switch {m.switch} of {where}: top-1 {acc}, "
+        f"{m.macs / 1e6:.2f} MMACs ({m.max_device_macs / 1e6:.2f} on the busiest device)"
+    )
+    for d in m.devices:
+        files = [d.program_file, *d.artifacts.values()]
+        sizes = "".join(f", {f} {m.files[f]['bytes']} bytes" for f in files if f)
+        print(
+            f"  device {d.index}: width {d.width:g} {d.channels}, {d.macs / 1e6:.2f} MMACs, {d.params} params, "
+            f"{d.state_file} {d.file_bytes} bytes" + sizes
+        )
+    for kind, info in m.artifacts.items():
+        print(f"  {kind}: written in {info['export_seconds']:.2f} s (all devices)")
+    if m.evaluation:
+        ev = m.evaluation
+        top1 = ", ".join(f"{k} {100 * v:.2f} % ({ev['seconds'][k]:.1f} s)" for k, v in ev["top1"].items())
+        print(f"  top-1 on {ev['images']} test images (fused): {top1}")
+
+
+# --- plan ------------------------------------------------------------------------------------------
+def plan_devices(args: argparse.Namespace) -> list[Device]:
+    if len(args.device) > MAX_DEVICES:
+        raise CommandError(f"{len(args.device)} --device options, more than {MAX_DEVICES}")
+    return [parse_device(t) for t in args.device] or [Device(f"device{i}") for i in range(args.devices)]
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """``plan``: the most accurate switch and its assignment within the budget, explained."""
+    if not (args.table or args.checkpoint or args.run_id):
+        raise CommandError("give --table, --checkpoint or --run-id")
+    devices = plan_devices(args)
+    check_output_file(args.save_table, "--save-table")
+    if args.table:
+        table = read_table(args.table)
+    else:
+        trained = load_source(args)
+        if args.measure_batch:
+            check_batch(args.measure_batch, trained.input_size, "--measure-batch")
+        switches = switches_with_stats(trained.model, args.switches, "switch") if args.switches else None
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        table = switch_table(trained, switches, measure_batch=args.measure_batch)
+    if args.save_table:
+        Path(args.save_table).write_text(json.dumps([o.as_dict() for o in table], indent=1) + "\n")
+    budget, overhead = args.budget_ms / 1e3, args.overhead_ms / 1e3
+    p = plan(devices, budget, table, macs_per_second=args.macs_per_second, overhead_s=overhead)
+    print_plan(p, args.json)
+    return 0
+
+
+def print_plan(p: Plan, as_json: bool) -> None:
+    print(p.explain())
+    if as_json:
+        chosen = {"switch": str(p.switch), "accuracy": p.accuracy, "latency_s": p.latency_s}
+        print(json.dumps({**chosen, "assignment": [a.device for a in p.assignment]}))
+
+
+# --- serve-bench -----------------------------------------------------------------------------------
+def serve_bench_command(args: argparse.Namespace) -> int:
+    """``serve-bench``: the switches on a Ray device pool, against the in-process model."""
+    trained = load_source(args)
+    if not trained.model.bn_switches():
+        raise CommandError(f"{trained.source}: no switch of the model has BN statistics; none can run")
+    wanted = args.switch or [str(trained.model.bn_switches()[0])]
+    switches = switches_with_stats(trained.model, wanted, "--switch")  # all refused before Ray starts
+    widest = max(len(s) for s in switches)
+    n = args.devices or widest
+    if n < widest:
+        raise CommandError(f"--devices {n}: switch {max(switches, key=len)} needs {widest} devices")
+    check_batch(args.batch, trained.input_size, "--batch")
+    x = torch.randn(args.batch, *trained.input_size)
+    with ray_session(args, n * args.threads, n * args.gpus_per_device):
+        pool = DevicePool(n, threads=args.threads, gpus_per_device=args.gpus_per_device)
+        try:
+            t0 = time.perf_counter()
+            pool.load_full(trained, switches[0])
+            seconds = time.perf_counter() - t0
+            print(f"{n} device(s), {args.threads} thread(s) each; full model loaded in {seconds:.2f} s")
+            for s in switches:
+                bench_switch(pool, trained, s, x, args)
+        finally:  # on a cluster given by --address the actors would otherwise outlive the command
+            pool.shutdown()
+    return 0
+
+
+def bench_switch(pool: DevicePool, trained, s, x: torch.Tensor, args: argparse.Namespace) -> None:
+    pool.set_switch(s)
+    got = pool(x)
+    with torch.no_grad():
+        want = trained.model.eval()(x, s)
+    diff = (got - want).abs().max().item()
+    lat = measure_latency(lambda: pool(x), warmup=args.warmup, repeats=args.iters)
+    loads = sum(i["loads"] for i in pool.info().values())
+    print(
+        f"switch {s} on {', '.join(pool.assignment)}: median {1e3 * lat:.3f} ms per batch of {args.batch}, "
+        f"{args.batch / lat:.0f} images/s, max |pool - in-process| = {diff:.2e}, weight loads so far {loads}"
+    )
+
+
+class ray_session:  # lower case: used as a context manager, like a function
+    """A Ray session for a command: the one already running, ``--address``, or a local one with
+    ``cpus`` CPUs (and ``gpus``, and custom ``resources``) shut down at the end."""
+
+    def __init__(self, args: argparse.Namespace, cpus: float, gpus: float = 0.0, resources: dict | None = None):
+        self.address, self.cpus, self.gpus, self.resources = args.address, cpus, gpus, resources
+        self.owned = False
+
+    def __enter__(self):
+        import ray
+
+        if ray.is_initialized():
+            return self
+        try:
+            if self.address:
+                ray.init(address=self.address)
+            else:
+                ray.init(
+                    num_cpus=max(int(self.cpus), 1),
+                    num_gpus=self.gpus or None,
+                    resources=self.resources or None,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+        except Exception as err:  # Ray raises several types for an unreachable or refused cluster
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise CommandError(f"Ray could not start ({type(err).__name__}: {first})") from None
+        self.owned = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if self.owned:
+            ray.shutdown()
+
+
+# --- verify ----------------------------------------------------------------------------------------
+SAFETY = {
+    ".pt": "code-safe (weights only)",
+    ".onnx": "code-safe (ONNX Runtime from bytes)",
+    ".pt2": "trusted sources only (torch.export.load unpickles)",
+    ".pte": "trusted sources only",
+}
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """``verify``: the manifest and the size and SHA-256 of every file it names, nothing loaded."""
+    m = verify_export(args.folder)
+    names = named_files(m)
+    print(f"{args.folder}: switch {m.switch}, manifest format {m.format}, {len(names)} files match their SHA-256")
+    for name in names:
+        kind = next((v for k, v in SAFETY.items() if name.endswith(k)), "unknown kind")
+        print(f"  {name}: {m.files[name]['bytes']} bytes, {m.files[name]['sha256'][:16]}..., {kind}")
+    return 0

@@ -1,0 +1,47 @@
+"""Where a deploy command's trained model comes from: a checkpoint file, or an MLflow trial run."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from paradis.deploy import ExportError, TrainedModel, load_trained
+from paradis.deploy.export import accuracy_from_metrics
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> TrainedModel:
+    """The checkpoint of a tracked trial run (artifact ``checkpoint/checkpoint.pt``), with the run's
+    ``acc/<switch>`` metrics as accuracies; read through the tracking interface."""
+    from orchestration.tracking import open_tracker, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    tracker = open_tracker(uri, experiment="")
+    try:
+        metrics = tracker.run_metrics(run_id)
+    except Exception as err:
+        raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {_first_line(err)}") from None
+    with tempfile.TemporaryDirectory(prefix="paradis-deploy-") as d:
+        try:
+            path = tracker.download(run_id, "checkpoint/checkpoint.pt", d)
+        except Exception as err:
+            raise ExportError(
+                f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): {_first_line(err)}"
+            ) from None
+        trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
+    trained.source = f"mlflow run {run_id} ({uri})"
+    return trained
+
+
+def load_source(args: argparse.Namespace) -> TrainedModel:
+    """The trained model a command names: ``--run-id`` (MLflow) or ``--checkpoint``."""
+    kwargs = {"model_name": args.model, "input_size": args.input_size}
+    if args.wide_factor is not None:
+        kwargs["wide_factor"] = args.wide_factor
+    if args.run_id:
+        return load_from_mlflow(args.run_id, args.tracking_uri, **kwargs)
+    return load_trained(args.checkpoint, **kwargs)
