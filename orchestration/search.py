@@ -59,10 +59,9 @@ def _sampler(spec):
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _optuna_setup(spec, storage: str | None = None, study_name: str | None = None):
-    """OptunaSearch over the spec's space; its study kept in the Optuna storage ``storage`` (an RDB
-    URL) under ``study_name``, so that ``optuna-dashboard`` and ``optuna.load_study`` open it."""
-    import optuna
+def _optuna_setup(spec, **_storage):
+    """OptunaSearch over the spec's space (its own in-memory study, restored by Tune on resume; the
+    storage copy is :func:`optuna_recorder`'s)."""
     from ray.tune.search.optuna import OptunaSearch
 
     objectives = spec.search.objectives
@@ -73,10 +72,71 @@ def _optuna_setup(spec, storage: str | None = None, study_name: str | None = Non
         metric=objectives[0].metric if single else [o.metric for o in objectives],
         mode=objectives[0].mode if single else [o.mode for o in objectives],
         sampler=_sampler(spec),
-        study_name=study_name,
-        storage=optuna.storages.RDBStorage(storage) if storage else None,
     )
     return {}, searcher
+
+
+def _distributions(space: dict) -> dict:
+    import optuna.distributions as d
+
+    out = {}
+    for key, p in space.items():
+        p = p.model_dump(exclude_none=True)
+        if "choice" in p or "grid" in p:
+            out[key] = d.CategoricalDistribution(p.get("choice") or p.get("grid"))
+        elif "uniform" in p:
+            out[key] = d.FloatDistribution(*p["uniform"])
+        elif "loguniform" in p:
+            out[key] = d.FloatDistribution(*p["loguniform"], log=True)
+        else:
+            out[key] = d.IntDistribution(*p["int"])
+    return out
+
+
+def optuna_recorder(spec, storage: str, study_name: str):
+    """A Tune callback that records every ended trial of an Optuna search in the Optuna study
+    ``study_name`` of ``storage`` (once each, keyed by the Tune trial id, also across ``--resume``), so
+    that ``optuna-dashboard`` and ``optuna.load_study`` open the search."""
+    import optuna
+    from ray import tune
+
+    objectives = spec.search.objectives
+    directions = ["maximize" if o.mode == "max" else "minimize" for o in objectives]
+    distributions = _distributions(spec.search.space)
+
+    class OptunaRecorder(tune.Callback):
+        def _study(self):
+            return optuna.create_study(
+                storage=storage, study_name=study_name, directions=directions, load_if_exists=True
+            )
+
+        def _record(self, trial, failed: bool) -> None:
+            study = self._study()
+            if any(t.user_attrs.get("tune_trial_id") == trial.trial_id for t in study.get_trials(deepcopy=False)):
+                return
+            last = trial.last_result or {}
+            values = [last.get(o.metric) for o in objectives]
+            state = optuna.trial.TrialState.COMPLETE
+            if failed or any(not isinstance(v, (int, float)) for v in values):
+                state, values = optuna.trial.TrialState.FAIL, None
+            params = {k: trial.config[k] for k in distributions if k in trial.config}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={k: distributions[k] for k in params},
+                    values=values,
+                    state=state,
+                    user_attrs={"tune_trial_id": trial.trial_id},
+                )
+            )
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, failed=False)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, failed=True)
+
+    return OptunaRecorder()
 
 
 def optuna_storage(spec, tracking_uri: str) -> str | None:
@@ -127,8 +187,7 @@ SEARCHES: dict[str, SearchKind] = {
 
 
 def tune_setup(spec, **storage):
-    """``(param_space, TuneConfig)`` for the spec's search and scheduler (``storage``: the Optuna
-    storage URL and study name, for an Optuna search)."""
+    """``(param_space, TuneConfig)`` for the spec's search and scheduler."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 

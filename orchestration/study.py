@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, study_markdown, study_rows
-from orchestration.search import SEARCHES, optuna_storage, tune_setup
+from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for
 from orchestration.tracking import Tracker, git_commit, open_tracker
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
@@ -152,10 +152,14 @@ def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Track
 def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage: str | None, source: str):
     from ray import tune
 
-    space, tune_config = tune_setup(spec, storage=storage, study_name=exp_name if storage else None)
+    space, tune_config = tune_setup(spec)
 
     def config_of(config: dict):
         return run_config_for(spec, config)
+
+    callbacks = [tracking_callback(tracker, config_of, trial_tags(spec, source))]
+    if storage:  # the search's Optuna study, for optuna-dashboard and optuna.load_study
+        callbacks.append(optuna_recorder(spec, storage, exp_name))
 
     return tune.Tuner(
         trainable,
@@ -166,7 +170,7 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
             storage_path=str(spec.resolved_storage_path()),
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[tracking_callback(tracker, config_of, trial_tags(spec, source))],
+            callbacks=callbacks,
             progress_reporter=progress_reporter(spec),
             verbose=1,
         ),

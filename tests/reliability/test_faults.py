@@ -162,6 +162,11 @@ def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(
         (c.data.params["search.training.beta"], c.data.params["search.training.wide_factor"]) for c in children
     }
     assert len(suggestions) == 3
+    import optuna  # the search's Optuna study holds each trial once, across the resume
+
+    tags = parents[0].data.tags
+    study = optuna.load_study(study_name=tags["paradis.optuna_study"], storage=tags["paradis.optuna_storage"])
+    assert len(study.trials) == 3 and len({t.user_attrs["tune_trial_id"] for t in study.trials}) == 3
 
 
 def test_unreachable_tracking_server_is_a_clear_error_before_training(study_env, tmp_path):
