@@ -220,6 +220,7 @@ def run_study(
     status, failed, records = "FAILED", 0, []
     try:
         records = records_from(tuner.fit(), spec)
+        close_lost_trials(tracker, parent, {r.trial_id for r in records})
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
         report_study(tracker, parent, spec, records, title)
         failed = sum(r.status != "TERMINATED" for r in records)
@@ -235,6 +236,16 @@ def run_study(
         f"open the MLflow UI with: mlflow ui --backend-store-uri {uri}"
     )
     return 0 if not failed else 1
+
+
+def close_lost_trials(tracker: Tracker, parent: str, known: set[str]) -> None:
+    """Child runs still open whose trial Tune no longer knows (a driver killed after the trial started
+    but before Tune recorded it; its suggestion is made again on resume) end KILLED, with the reason."""
+    for run_id, trial_id, status in tracker.trial_runs(parent):
+        if status == "RUNNING" and trial_id not in known:
+            reason = "lost: the driver was killed before Ray Tune recorded this trial; it was not resumed"
+            tracker.set_tags(run_id, {"paradis.error": reason})
+            tracker.finish(run_id, "KILLED")
 
 
 def report_study(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:

@@ -53,6 +53,9 @@ class Tracker(Protocol):
     def latest_study_run(self, study: str) -> tuple[str, dict[str, str]] | None:
         """The newest parent run of study ``study`` (its id and tags), or ``None``."""
 
+    def trial_runs(self, parent_run_id: str) -> list[tuple[str, str, str]]:
+        """``(run id, trial id, status)`` of every child run of a study's run."""
+
     def download(self, run_id: str, artifact_path: str, dest: str) -> str: ...
 
 

@@ -183,6 +183,12 @@ class MlflowTracker:
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
+    def trial_runs(self, parent_run_id: str) -> list[tuple[str, str, str]]:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000
+        )
+        return [(r.info.run_id, r.data.tags.get("paradis.trial_id", ""), r.info.status) for r in runs]
+
     def latest_study_run(self, study: str) -> tuple[str, dict[str, str]] | None:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:

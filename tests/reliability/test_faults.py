@@ -143,7 +143,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, parents, children = mlflow_runs(db, "paradis-quickstart")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    lost = [c for c in children if c.info.status != "FINISHED"]
+    assert all(c.info.status == "KILLED" and "lost" in c.data.tags["paradis.error"] for c in lost)
+    children = [c for c in children if c.info.status == "FINISHED"]
     assert sorted(c.data.params["search.variant"] for c in children) == ["ipkd", "wide-ipkd", "wide-ipkd-a"]
     for c in children:
         assert sorted(set(_steps(client, c))) == [1, 2, 3]
@@ -157,7 +159,12 @@ def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _client, parents, children = mlflow_runs(db, "paradis-search")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    lost = [c for c in children if c.info.status != "FINISHED"]
+    assert len(finished) == 3
+    # a trial started just before the kill but not yet in Tune's state is not resumed: its run is closed
+    assert all(c.info.status == "KILLED" and "lost" in c.data.tags["paradis.error"] for c in lost)
+    children = finished
     suggestions = {
         (c.data.params["search.training.beta"], c.data.params["search.training.wide_factor"]) for c in children
     }
