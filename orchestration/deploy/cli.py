@@ -13,7 +13,7 @@ import os
 import sys
 from typing import NoReturn
 
-from orchestration.deploy import commands
+from orchestration.deploy import commands, profile
 from orchestration.deploy.checks import (
     MAX_BATCH,
     MAX_DEVICES,
@@ -28,9 +28,10 @@ from orchestration.deploy.checks import (
 from orchestration.deploy.pool import DeviceFailure
 from paradis.deploy import ExportError, PlanError
 from paradis.deploy.export import MAX_IMAGE_SIDE
+from paradis.deploy.latency import RUNTIMES, STATISTICS
 from paradis.deploy.onnx import FORMATS, QUANTIZATIONS
 
-COMMANDS = ("export", "plan", "serve-bench", "verify")
+COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices")
 MAX_MESSAGE = 1500  # characters of one error line
 
 
@@ -79,7 +80,14 @@ def add_plan(sub) -> None:
     add_source(p, required=False)
     p.add_argument("--table", help="JSON rows {switch, accuracy, device_macs, device_params[, device_seconds]}")
     p.add_argument("--device", action="append", default=[], help="NAME[:SPEED[:MEMORY]], repeated; e.g. gpu0:1:2GB")
-    p.add_argument("--devices", type=int_in(1, MAX_DEVICES), default=2, help="that many equal devices")
+    p.add_argument("--devices", type=int_in(1, MAX_DEVICES), help="that many equal devices (default 2)")
+    p.add_argument(
+        "--latency-table",
+        action="append",
+        help="a device's table from profile-devices (or a folder of them), repeated: measured costs per device",
+    )
+    p.add_argument("--latency-stat", choices=STATISTICS, default="p95", help="which latency of the tables (p95)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="whose timings of the tables (torch)")
     p.add_argument("--budget-ms", type=float_in(0.0, 1e9, low_open=True), required=True)
     p.add_argument("--measure-batch", type=int_in(1, MAX_BATCH), help="time each sub-network here at this batch")
     p.add_argument("--threads", type=int_in(1, MAX_THREADS), default=1, help="torch threads while measuring")
@@ -105,6 +113,26 @@ def add_serve_bench(sub) -> None:
     b.set_defaults(fn=commands.serve_bench_command)
 
 
+def add_profile_devices(sub) -> None:
+    d = sub.add_parser("profile-devices", help="time every sub-network on each named device: latency tables")
+    add_source(d)
+    d.add_argument("--device", action="append", default=[], help="a device NAME (Ray custom resource), repeated")
+    d.add_argument("--switches", nargs="+", type=switch_arg, help="default: every switch with BN statistics")
+    d.add_argument("--output", required=True, help="folder for one <device>.json latency table per device")
+    d.add_argument("--force", action="store_true", help="replace tables already in --output")
+    d.add_argument("--batch", type=int_in(1, MAX_BATCH), default=1, help="images per call (default 1)")
+    d.add_argument("--warmup", type=int_in(0, MAX_REPEATS), default=5)
+    d.add_argument("--repeats", type=int_in(2, MAX_REPEATS), default=30, help="timed calls (p50, p95 over them)")
+    d.add_argument("--threads", type=int_in(1, MAX_THREADS), default=1, help="CPU threads per device actor")
+    d.add_argument("--export", action="append", help="an export folder with .onnx files to time (repeatable)")
+    d.add_argument("--no-onnx", action="store_true", help="torch only (no ONNX export, no ONNX Runtime)")
+    d.add_argument(
+        "--call-timeout-s", type=float_in(0.0, 86400.0, low_open=True), help="a device answering later fails"
+    )
+    d.add_argument("--address", help="an existing Ray cluster (default: a local one with the devices' resources)")
+    d.set_defaults(fn=profile.profile_devices_command)
+
+
 def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check an export folder: its manifest and every file's SHA-256")
     v.add_argument("folder", help="the export folder (manifest.json and the files it names)")
@@ -114,7 +142,7 @@ def add_verify(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m orchestration.deploy", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_export, add_plan, add_serve_bench, add_verify):
+    for add in (add_export, add_plan, add_serve_bench, add_profile_devices, add_verify):
         add(sub)
     return parser
 

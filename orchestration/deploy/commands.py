@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,7 +35,10 @@ from paradis.deploy import (
     verify_export,
 )
 from paradis.deploy.export import files_to_replace, named_files
+from paradis.deploy.files import quote
+from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
 from paradis.deploy.onnx import check_installed
+from paradis.deploy.planner import Latencies
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -97,29 +101,57 @@ def print_export(m: Manifest, where: str) -> None:
 def plan_devices(args: argparse.Namespace) -> list[Device]:
     if len(args.device) > MAX_DEVICES:
         raise CommandError(f"{len(args.device)} --device options, more than {MAX_DEVICES}")
-    return [parse_device(t) for t in args.device] or [Device(f"device{i}") for i in range(args.devices)]
+    return [parse_device(t) for t in args.device] or [Device(f"device{i}") for i in range(args.devices or 2)]
+
+
+def table_devices(tables: Sequence[LatencyTable], given: Sequence[str]) -> list[Device]:
+    """The devices of the latency tables; ``--device NAME::MEMORY`` may give one's memory (its speed is
+    what its table measured)."""
+    extra = {d.name: d for d in map(parse_device, given)}
+    names = [t.device for t in tables]
+    for d in extra.values():
+        if d.name not in names:
+            raise CommandError(f"--device {quote(d.name)} has no latency table (tables: {quote(names)})")
+        if d.speed != 1.0:
+            raise CommandError(f"--device {quote(d.name)}: its latency table measures its speed; give NAME::MEMORY")
+    return [Device(n, memory=extra[n].memory if n in extra else None) for n in names]
+
+
+def plan_inputs(args: argparse.Namespace) -> tuple[list[Device], list, Latencies | None]:
+    """The devices, the planner's table and (with ``--latency-table``) the measured costs per device."""
+    if not (args.table or args.checkpoint or args.run_id or args.latency_table):
+        raise CommandError("give --table, --checkpoint, --run-id or --latency-table")
+    latencies, tables = None, None
+    if args.latency_table:
+        if args.measure_batch or args.devices:
+            raise CommandError("--latency-table gives the devices and their costs: drop --measure-batch / --devices")
+        tables = read_latency_tables(args.latency_table)
+        latencies = table_latencies(tables, args.runtime, args.latency_stat)
+        devices = table_devices(tables, args.device)
+    else:
+        devices = plan_devices(args)
+    if args.table:
+        return devices, read_table(args.table), latencies
+    if not (args.checkpoint or args.run_id):
+        return devices, merged_rows(tables or []), latencies
+    trained = load_source(args)
+    if args.measure_batch:
+        check_batch(args.measure_batch, trained.input_size, "--measure-batch")
+    switches = switches_with_stats(trained.model, args.switches, "switch") if args.switches else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return devices, switch_table(trained, switches, measure_batch=args.measure_batch), latencies
 
 
 def plan_command(args: argparse.Namespace) -> int:
     """``plan``: the most accurate switch and its assignment within the budget, explained."""
-    if not (args.table or args.checkpoint or args.run_id):
-        raise CommandError("give --table, --checkpoint or --run-id")
-    devices = plan_devices(args)
     check_output_file(args.save_table, "--save-table")
-    if args.table:
-        table = read_table(args.table)
-    else:
-        trained = load_source(args)
-        if args.measure_batch:
-            check_batch(args.measure_batch, trained.input_size, "--measure-batch")
-        switches = switches_with_stats(trained.model, args.switches, "switch") if args.switches else None
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        table = switch_table(trained, switches, measure_batch=args.measure_batch)
+    devices, table, latencies = plan_inputs(args)
     if args.save_table:
         Path(args.save_table).write_text(json.dumps([o.as_dict() for o in table], indent=1) + "\n")
     budget, overhead = args.budget_ms / 1e3, args.overhead_ms / 1e3
-    p = plan(devices, budget, table, macs_per_second=args.macs_per_second, overhead_s=overhead)
+    rate = args.macs_per_second
+    p = plan(devices, budget, table, macs_per_second=rate, overhead_s=overhead, latencies=latencies)
     print_plan(p, args.json)
     return 0
 
@@ -190,7 +222,8 @@ class ray_session:  # lower case: used as a context manager, like a function
             if self.address:
                 ray.init(address=self.address)
             else:
-                ray.init(
+                ray.init(  # address "local": a new Ray of its own, never a cluster found on this machine
+                    address="local",
                     num_cpus=max(int(self.cpus), 1),
                     num_gpus=self.gpus or None,
                     resources=self.resources or None,

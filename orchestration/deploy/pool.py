@@ -55,6 +55,9 @@ class DevicePool:
     reservation); ``gpus_per_device`` > 0 puts each actor on its own GPU. ``table`` (the planner's
     rows) ranks switches for the fall-back; without it the trained model's accuracies are used.
     ``channels_last``: the devices run the convolutions in NHWC layout (faster on CPUs).
+    ``pin``: the actor of device ``NAME`` requests the custom resource ``{NAME: 1}``, so it runs on the
+    node started with ``ray start --resources '{"NAME": 1}'`` and two devices never share a node by
+    accident; a resource no node offers is refused at once, naming it.
     """
 
     def __init__(
@@ -67,28 +70,22 @@ class DevicePool:
         channels_last: bool = True,
         start_timeout_s: float = 120.0,
         call_timeout_s: float | None = None,
+        pin: bool = False,
     ):
         import ray
 
         if call_timeout_s is not None and not call_timeout_s > 0:
             raise ValueError(f"call_timeout_s {call_timeout_s!r} must be a positive number of seconds or None")
         self.call_timeout_s = call_timeout_s
-
         names = [f"device{i}" for i in range(devices)] if isinstance(devices, int) else list(devices)
         if not names or len(set(names)) != len(names):
             raise ValueError(f"devices {names!r}: give a positive count or distinct names")
         if not ray.is_initialized():
             raise RuntimeError("Ray is not initialized: call ray.init(...) before creating a DevicePool")
-        device = "cuda" if gpus_per_device > 0 else "cpu"
-        cls = _actor_class()
-        self.actors = {
-            name: cls.options(num_cpus=threads, num_gpus=gpus_per_device).remote(
-                name, threads=threads, device=device, channels_last=channels_last
-            )
-            for name in names
-        }
-        self.names = names
-        self.alive = list(names)
+        if pin:
+            check_pinnable(names)
+        self.names, self.alive, self.pinned = names, list(names), pin
+        self.actors = _start_actors(names, threads, gpus_per_device, channels_last, pin)
         self.table = list(table) if table is not None else None
         self.trained: TrainedModel | None = None
         self.mode: str | None = None  # "full" or "parts"
@@ -96,22 +93,25 @@ class DevicePool:
         self.assignment: list[str] = []
         self.bias: torch.Tensor | None = None
         self.events: list[str] = []
-        try:  # fail here, not at the first call
-            ray.get([a.info.remote() for a in self.actors.values()], timeout=start_timeout_s)
+        self._wait_started(start_timeout_s, f"{threads} CPU(s), {gpus_per_device:g} GPU(s) each")
+
+    def _wait_started(self, timeout_s: float, what: str) -> None:
+        """Fail here, not at the first call: every actor answers within ``timeout_s``."""
+        import ray
+
+        try:
+            ray.get([a.info.remote() for a in self.actors.values()], timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
-            for actor in self.actors.values():
-                ray.kill(actor)
+            self.shutdown()
             raise DeviceFailure(
-                f"{len(names)} device actors ({threads} CPU(s), {gpus_per_device:g} GPU(s) each) did not start within "
-                f"{start_timeout_s:g} s; the cluster has {ray.cluster_resources()}",
-                names,
+                f"{len(self.names)} device actors ({what}) did not start within {timeout_s:g} s; "
+                f"the cluster has {ray.cluster_resources()}",
+                self.names,
             ) from None
         except ray.exceptions.RayActorError as err:  # an actor died while starting (e.g. no usable GPU)
-            for actor in self.actors.values():
-                ray.kill(actor)
-            raise DeviceFailure(
-                f"a device actor died while starting: {str(err).strip().splitlines()[0][:300]}", names
-            ) from None
+            self.shutdown()
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise DeviceFailure(f"a device actor died while starting: {first}", self.names) from None
 
     # loading ----------------------------------------------------------------------------------
     def load_full(self, trained: TrainedModel, switch: SwitchLike | None = None) -> None:
@@ -291,6 +291,56 @@ class DevicePool:
             f"device {', '.join(failed)} failed: switch {old} -> {choice} on {', '.join(self.assignment)}"
         )
 
+    # profiling -------------------------------------------------------------------------------
+    def _call(self, device: str, future: Any) -> Any:
+        """One call's result from ``device``; a dead or silent device is a :class:`DeviceFailure`."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            return ray.get(future, timeout=self.call_timeout_s)
+        except GetTimeoutError:
+            ray.kill(self.actors[device])
+            self._mark_failed([device])
+            raise DeviceFailure(f"device {device} did not answer within {self.call_timeout_s:g} s", [device]) from None
+        except RayActorError as err:
+            self._mark_failed([device])
+            raise DeviceFailure(f"device {device} failed ({type(err).__name__})", [device]) from None
+
+    def host(self, device: str) -> dict[str, Any]:
+        """Where ``device`` runs: host name, CPU model, threads, torch and ONNX Runtime versions."""
+        return self._call(device, self.actors[device].host.remote())
+
+    def time_switch(
+        self,
+        device: str,
+        switch: SwitchLike,
+        x: torch.Tensor,
+        *,
+        warmup: int = 5,
+        repeats: int = 30,
+        onnx: Sequence[bytes] | None = None,
+    ) -> list[dict[str, dict]]:
+        """Per sub-network of ``switch``, its latency on ``device`` alone (one sub-network at a time):
+        ``{"torch": summary}``, plus ``"onnxruntime"`` for the ONNX files ``onnx`` (one per sub-network).
+        The device needs the full model (:meth:`load_full`)."""
+        import ray
+
+        if self.mode != "full":
+            raise RuntimeError("time_switch needs the full model on the devices: call load_full first")
+        s = parse_switch(switch)
+        x_ref = ray.put(x.detach().cpu())
+        actor = self.actors[device]
+        parts = []
+        for i in range(len(s)):
+            future = actor.time_part.remote(str(s), i, x_ref, warmup=warmup, repeats=repeats)
+            part = {"torch": self._call(device, future)}
+            if onnx is not None:
+                future = actor.time_onnx.remote(ray.put(onnx[i]), x_ref, warmup=warmup, repeats=repeats)
+                part["onnxruntime"] = self._call(device, future)
+            parts.append(part)
+        return parts
+
     def info(self) -> dict[str, dict]:
         """Each working device's state: pid, loads, bytes of weights received, what it holds."""
         import ray
@@ -303,6 +353,40 @@ class DevicePool:
         for actor in self.actors.values():
             ray.kill(actor)
         self.alive = []
+
+
+RESERVED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def check_pinnable(names: Sequence[str]) -> None:
+    """Every name is a custom resource some node of the cluster offers (at least 1 of)."""
+    import ray
+
+    for name in names:
+        if name in RESERVED_RESOURCES or name.startswith(("node:", "accelerator_type:")):
+            raise DeviceFailure(f"device name {name!r} is one of Ray's own resources; pick another name", [name])
+    have = ray.cluster_resources()
+    missing = [n for n in names if have.get(n, 0) < 1]
+    if missing:
+        hint = "; ".join(f"ray start --resources '{{\"{n}\": 1}}'" for n in missing[:4])
+        raise DeviceFailure(
+            f"no node of the cluster offers the resource of device {', '.join(map(repr, missing[:8]))}: start "
+            f"that device's node with {hint}",
+            missing,
+        )
+
+
+def _start_actors(names: Sequence[str], threads: int, gpus: float, channels_last: bool, pin: bool) -> dict[str, Any]:
+    """One :class:`DeviceWorker` actor per name (each on the node with its resource when ``pin``)."""
+    cls = _actor_class()
+    device = "cuda" if gpus > 0 else "cpu"
+    actors = {}
+    for name in names:
+        options: dict[str, Any] = {"num_cpus": threads, "num_gpus": gpus}
+        if pin:
+            options["resources"] = {name: 1}
+        actors[name] = cls.options(**options).remote(name, threads=threads, device=device, channels_last=channels_last)
+    return actors
 
 
 def _bias_of(trained: TrainedModel) -> torch.Tensor | None:

@@ -795,6 +795,17 @@ def load_program(folder: str | os.PathLike, index: int, manifest: Manifest | Non
     return torch.export.load(io.BytesIO(data)).module()
 
 
+def artifact_bytes(folder: str | os.PathLike, index: int, kind: str, manifest: Manifest | None = None) -> bytes:
+    """The verified bytes of device ``index``'s edge file of ``kind`` (e.g. to send to a remote device)."""
+    manifest, d = _device(folder, index, manifest)
+    name = d.artifacts.get(kind)
+    if name is None:
+        raise ExportError(
+            f"{quote(str(folder))} has no {str(kind)[:40]} file for device {index} (exported without --format)"
+        )
+    return _verified(folder, manifest, name)
+
+
 def load_artifact(
     folder: str | os.PathLike,
     index: int,
@@ -806,12 +817,8 @@ def load_artifact(
     batch to its partial output, on ONNX Runtime or ExecuTorch; the runtime receives the verified bytes
     (so an ONNX file cannot pull in external data files)."""
     manifest, d = _device(folder, index, manifest)
-    name = d.artifacts.get(kind)
-    if name is None:
-        raise ExportError(
-            f"{quote(str(folder))} has no {str(kind)[:40]} file for device {index} (exported without --format)"
-        )
-    data = _verified(folder, manifest, name)
+    data = artifact_bytes(folder, index, kind, manifest)
+    name = d.artifacts[kind]
     try:
         return edge_formats.runner(data, kind, threads)
     except Exception as err:  # the runtimes raise their own types for a file they cannot read

@@ -226,37 +226,89 @@ class Plan:
         return "\n".join(lines)
 
 
+# per device name, per switch: the measured seconds of each of its sub-networks on that device
+Latencies = Mapping[str, Mapping[Switch, Sequence[float]]]
+
+
 def _assign(
-    option: SwitchOption, devices: Sequence[Device], seconds: Sequence[float], bytes_per_param: int
+    option: SwitchOption, devices: Sequence[Device], cost: Sequence[Sequence[float]], bytes_per_param: int
 ) -> tuple[list[int] | None, str]:
-    """Device index for each sub-network minimizing (slowest, sum) latency, memory permitting."""
+    """Device index for each sub-network minimizing (slowest, sum) latency, memory permitting;
+    ``cost[i][d]``: seconds of sub-network ``i`` on device ``d`` (``inf``: that device cannot run it)."""
     n, k = len(devices), len(option.switch)
     need = [p * bytes_per_param for p in option.device_params]
-    fits = [[d.memory is None or need[i] <= d.memory for d in devices] for i in range(k)]
+    room = [[dev.memory is None or need[i] <= dev.memory for dev in devices] for i in range(k)]
+    fits = [[math.isfinite(cost[i][d]) and room[i][d] for d in range(n)] for i in range(k)]
     for i in range(k):
+        if not any(math.isfinite(c) for c in cost[i]):
+            return None, f"no device has a latency for sub-network {i} (not in their latency tables)"
         if not any(fits[i]):
             return None, f"sub-network {i} needs {need[i] / 1e6:.3f} MB, more than any device has"
-    best, best_key = None, None
     if math.perm(n, k) <= MAX_ENUMERATED:
+        best, best_key = None, None
         for perm in itertools.permutations(range(n), k):
-            if not all(fits[i][d] for i, d in enumerate(perm)):
-                continue
-            lat = [seconds[i] / devices[d].speed for i, d in enumerate(perm)]
-            key = (max(lat), sum(lat))
-            if best_key is None or key < best_key:
-                best, best_key = list(perm), key
-    else:
-        free = sorted(range(n), key=lambda d: -devices[d].speed)
-        best = [0] * k
-        for i in sorted(range(k), key=lambda i: -seconds[i]):
-            d = next((d for d in free if fits[i][d]), None)
-            if d is None:
-                return None, f"no device left with memory for sub-network {i} ({need[i] / 1e6:.3f} MB)"
-            best[i] = d
-            free.remove(d)
-    if best is None:
-        return None, "no assignment fits every sub-network into a device's memory"
+            if all(fits[i][d] for i, d in enumerate(perm)):
+                lat = [cost[i][d] for i, d in enumerate(perm)]
+                if best_key is None or (max(lat), sum(lat)) < best_key:
+                    best, best_key = list(perm), (max(lat), sum(lat))
+        return (best, "") if best is not None else (None, "no assignment fits every sub-network into a device's memory")
+    free = sorted(range(n), key=lambda d: -devices[d].speed)
+    best = [0] * k
+    for i in sorted(range(k), key=lambda i: -max(c for c in cost[i] if math.isfinite(c))):
+        left = [d for d in free if fits[i][d]]
+        if not left:
+            return None, f"no device left with memory for sub-network {i} ({need[i] / 1e6:.3f} MB)"
+        best[i] = min(left, key=lambda d: cost[i][d])
+        free.remove(best[i])
     return best, ""
+
+
+def _costs(
+    option: SwitchOption, devices: Sequence[Device], macs_per_second: float | None, latencies: Latencies | None
+) -> tuple[list[list[float]], str]:
+    """``cost[i][d]`` of ``option`` and where the costs come from."""
+    s = option.switch
+    if latencies is not None:
+        by_device = [latencies.get(d.name, {}).get(s) for d in devices]
+        cost = [[math.inf if t is None else float(t[i]) for t in by_device] for i in range(len(s))]
+        return cost, "measured on each device by profile-devices"
+    if option.device_seconds is not None:
+        seconds, source = list(option.device_seconds), "measured"
+    elif macs_per_second is not None:
+        seconds, source = [m / macs_per_second for m in option.device_macs], "profiled"
+    else:
+        raise PlanError(f"switch {s} has no measured seconds; give macs_per_second to cost it from its MACs")
+    return [[t / d.speed for d in devices] for t in seconds], source
+
+
+def _option_plan(
+    option: SwitchOption,
+    devices: Sequence[Device],
+    budget_s: float,
+    cost: list[list[float]],
+    overhead_s: float,
+    bytes_per_param: int,
+) -> tuple[Plan | None, float | None, str]:
+    """The plan of one switch (``None`` when it does not fit), its latency and why."""
+    s = option.switch
+    where, why = _assign(option, devices, cost, bytes_per_param)
+    if where is None:
+        return None, None, why
+    parts = [
+        Assignment(
+            i,
+            s.widths[i],
+            devices[d].name,
+            cost[i][d],
+            option.device_macs[i],
+            option.device_params[i] * bytes_per_param,
+        )
+        for i, d in enumerate(where)
+    ]
+    latency = max(a.seconds for a in parts) + overhead_s
+    if latency > budget_s:
+        return None, latency, f"over the budget ({1e3 * latency:.3f} ms)"
+    return Plan(s, option.accuracy or 0.0, latency, budget_s, parts, ""), latency, "fits, less accurate"
 
 
 def plan(
@@ -267,13 +319,17 @@ def plan(
     macs_per_second: float | None = None,
     overhead_s: float = 0.0,
     bytes_per_param: int = 4,
+    latencies: Latencies | None = None,
 ) -> Plan:
-    """The most accurate switch that runs within ``budget_s`` on ``devices``, and its assignment."""
+    """The most accurate switch that runs within ``budget_s`` on ``devices``, and its assignment.
+
+    ``latencies`` (from per-device latency tables): the measured seconds of every sub-network on each
+    device by name, used instead of the table's seconds or multiply-adds and the devices' speeds."""
     devices = list(devices)
     if not devices:
         raise PlanError("no devices given")
     if len({d.name for d in devices}) != len(devices):
-        raise PlanError(f"device names must be distinct: {[d.name for d in devices]}")
+        raise PlanError(f"device names must be distinct: {quote([d.name for d in devices])}")
     _check_plan_numbers(budget_s, macs_per_second, overhead_s, bytes_per_param)
     considered: list[tuple[Switch, float | None, float | None, str]] = []
     feasible: list[Plan] = []
@@ -285,33 +341,12 @@ def plan(
         if len(s) > len(devices):
             considered.append((s, option.accuracy, None, f"needs {len(s)} devices, {len(devices)} given"))
             continue
-        if option.device_seconds is not None:
-            seconds, source = list(option.device_seconds), "measured"
-        elif macs_per_second is not None:
-            seconds, source = [m / macs_per_second for m in option.device_macs], "profiled"
-        else:
-            raise PlanError(f"switch {s} has no measured seconds; give macs_per_second to cost it from its MACs")
-        where, why = _assign(option, devices, seconds, bytes_per_param)
-        if where is None:
-            considered.append((s, option.accuracy, None, why))
-            continue
-        parts = [
-            Assignment(
-                i,
-                s.widths[i],
-                devices[d].name,
-                seconds[i] / devices[d].speed,
-                option.device_macs[i],
-                option.device_params[i] * bytes_per_param,
-            )
-            for i, d in enumerate(where)
-        ]
-        latency = max(a.seconds for a in parts) + overhead_s
-        if latency > budget_s:
-            considered.append((s, option.accuracy, latency, f"over the budget ({1e3 * latency:.3f} ms)"))
-            continue
-        considered.append((s, option.accuracy, latency, "fits, less accurate"))
-        feasible.append(Plan(s, option.accuracy, latency, budget_s, parts, source))
+        cost, source = _costs(option, devices, macs_per_second, latencies)
+        chosen, latency, why = _option_plan(option, devices, budget_s, cost, overhead_s, bytes_per_param)
+        considered.append((s, option.accuracy, latency, why))
+        if chosen is not None:
+            chosen.cost_source = source
+            feasible.append(chosen)
     if not feasible:
         reasons = "; ".join(f"{s}: {why}" for s, _, _, why in considered[:MAX_REASONS]) or "the table is empty"
         if len(considered) > MAX_REASONS:

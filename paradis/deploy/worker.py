@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from paradis.deploy.export import build_model
-from paradis.deploy.timing import measure_latency
+from paradis.deploy.timing import latency_summary, measure_times
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 
@@ -108,6 +108,51 @@ class DeviceWorker:
             "bytes_received": self.bytes_received,
         }
 
-    def time_part(self, switch: SwitchLike, index: int, x: torch.Tensor, *, warmup: int = 3, repeats: int = 10):
-        """Median seconds of sub-network ``index`` of ``switch`` on ``x`` on this device."""
-        return measure_latency(lambda: self.forward(x, switch, index), warmup=warmup, repeats=repeats)
+    def time_part(
+        self, switch: SwitchLike, index: int, x: torch.Tensor, *, warmup: int = 3, repeats: int = 10
+    ) -> dict[str, float | int]:
+        """Latency of sub-network ``index`` of ``switch`` on ``x`` here, input transfer and output
+        copy included: :func:`~paradis.deploy.timing.latency_summary` (``p50_s``, ``p95_s``, ...)."""
+        times = measure_times(lambda: self.forward(x, switch, index), warmup=warmup, repeats=repeats)
+        return latency_summary(times)
+
+    def time_onnx(self, model: bytes, x: torch.Tensor, *, warmup: int = 3, repeats: int = 10) -> dict[str, float | int]:
+        """Latency of an ONNX sub-network (its verified bytes) on ONNX Runtime here, with this device's
+        thread count: :func:`~paradis.deploy.timing.latency_summary`."""
+        from paradis.deploy.onnx import onnx_runner
+
+        run = onnx_runner(model, torch.get_num_threads())
+        return latency_summary(measure_times(lambda: run(x), warmup=warmup, repeats=repeats))
+
+    def host(self) -> dict[str, Any]:
+        """Where this device runs: host name, process, CPU model, threads, torch and ONNX Runtime versions."""
+        import importlib.metadata
+        import platform
+
+        try:
+            ort = importlib.metadata.version("onnxruntime")
+        except importlib.metadata.PackageNotFoundError:
+            ort = None
+        return {
+            "hostname": platform.node(),
+            "pid": os.getpid(),
+            "cpu": _cpu_model(),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "onnxruntime": ort,
+        }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else the platform's processor string."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

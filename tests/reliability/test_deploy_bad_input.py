@@ -21,6 +21,7 @@ import torch
 from orchestration.deploy import main
 from paradis import calibrate_bn, create_model
 from paradis.deploy import TrainedModel, export_switch
+from paradis.deploy.latency import FORMAT
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
@@ -58,8 +59,29 @@ def world(tmp_path_factory) -> Path:
     trained = TrainedModel.of(model.eval(), "mobilenet_v1_small", (1, 28, 28), accuracy={"[0.5, 0.5]": 0.8})
     export_switch(trained, "[0.5, 0.5]", w / "export", programs=False)
     _bad_exports(w)
+    _latency_tables(w)
     (w / "a-file").write_text("not a folder")
     return w
+
+
+def _latency(device: str, batch: int = 8) -> dict:
+    part = {"index": 0, "width": 1.0, "torch": {"p50_s": 0.001, "p95_s": 0.002}}
+    row = {"switch": "[1.0]", "accuracy": 0.9, "device_macs": [1000], "device_params": [10], "parts": [part]}
+    return {"format": FORMAT, "version": 1, "device": device, "batch": batch, "runtimes": ["torch"], "switches": [row]}
+
+
+def _latency_tables(w: Path) -> None:
+    for folder, tables in {
+        "lat-good": {"a": _latency("a"), "b": _latency("b")},
+        "lat-batch": {"a": _latency("a", 8), "b": _latency("b", 64)},
+        "lat-dup": {"a": _latency("a"), "a-again": _latency("a")},
+        "lat-bad": {"a": {**_latency("a"), "format": "csv"}},
+        "prof-out": {"a": _latency("a")},
+    }.items():
+        (w / folder).mkdir()
+        for name, data in tables.items():
+            (w / folder / f"{name}.json").write_text(json.dumps(data))
+    (w / "lat-empty").mkdir()
 
 
 def _bad_checkpoints(w: Path, state: dict) -> None:
@@ -266,7 +288,7 @@ CORPUS: dict[str, tuple[list[str], str]] = {
         [*PLAN, *ck("good.pt"), "--measure-batch", "65536", "--input-size", "1", "512", "512"],
         "GiB of input, more than 1 GiB",
     ),
-    "plan-no-source": (["plan", "--budget-ms", "5"], "give --table, --checkpoint or --run-id"),
+    "plan-no-source": (["plan", "--budget-ms", "5"], "give --table, --checkpoint, --run-id or --latency-table"),
     "plan-nothing-fits": ([*PLAN[:3], "--macs-per-second", "1", "--table", "{w}/table-good.json"], "no switch fits"),
     "plan-save-table-folder": ([*PLAN, "--table", "{w}/table-good.json", "--save-table", "{w}"], "is a folder"),
     "plan-switches-no-stats": ([*PLAN, *ck("good.pt"), "--switches", "[4x0.25]"], "has no BN statistics"),
@@ -295,6 +317,60 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     "verify-tampered": (["verify", "{w}/export-tampered"], "device0.pt: SHA-256"),
     "verify-invalid-json": (["verify", "{w}/export-invalid-json"], "not valid JSON"),
     "verify-a-file": (["verify", "{w}/a-file"], "is not an export folder"),
+    # plan: latency tables
+    "plan-latency-missing": (["plan", "--budget-ms", "5", "--latency-table", "{w}/nothing.json"], "does not exist"),
+    "plan-latency-empty-folder": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-empty"], "holds no .json"),
+    "plan-latency-bad-format": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-bad"], "is not a paradis-"),
+    "plan-latency-batches": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-batch"], "different batch"),
+    "plan-latency-duplicate": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-dup"], "two latency tables"),
+    "plan-latency-not-json": (["plan", "--budget-ms", "5", "--latency-table", "{w}/table-not-json.json"], "JSON"),
+    "plan-latency-with-measure": (
+        [*PLAN, "--latency-table", "{w}/lat-good", *ck("good.pt"), "--measure-batch", "4"],
+        "drop --measure-batch",
+    ),
+    "plan-latency-unknown-device": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-good", "--device", "c::1GB"],
+        "--device 'c' has no latency table",
+    ),
+    "plan-latency-device-speed": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-good", "--device", "a:2"],
+        "its latency table measures its speed",
+    ),
+    "plan-latency-no-onnx": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-good", "--runtime", "onnxruntime"],
+        "has no onnxruntime timings",
+    ),
+    "plan-latency-stat": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-good", "--latency-stat", "p99"],
+        "p99",
+    ),
+    # profile-devices: all refused before Ray starts
+    **{
+        f"profile-{name}": (["profile-devices", *ck("good.pt"), "--output", "{w}/prof-new", *extra], needle)
+        for name, (extra, needle) in {
+            "no-device": ([], "name at least one --device"),
+            "duplicate-device": (["--device", "a", "--device", "a"], "device names must be distinct"),
+            "reserved-name": (["--device", "CPU"], "cannot be a Ray custom resource"),
+            "slash-name": (["--device", "a/b"], "cannot be a Ray custom resource"),
+            "empty-name": (["--device", ""], "device name '' must be 1 to 200 characters"),
+            "batch-huge": (["--device", "a", "--batch", "1000000"], "outside [1, 65536]"),
+            "repeats-one": (["--device", "a", "--repeats", "1"], "--repeats: '1' is outside [2, 100000]"),
+            "switch-no-stats": (["--device", "a", "--switches", "[4x0.25]"], "switch [4x0.25] has no BN statistics"),
+            "switch-garbage": (["--device", "a", "--switches", "[x]"], "'x' is not a number"),
+            "timeout-zero": (["--device", "a", "--call-timeout-s", "0"], "is outside (0, 86400]"),
+            "export-tampered": (["--device", "a", "--export", "{w}/export-tampered"], "device0.pt: SHA-256"),
+            "export-escape": (["--device", "a", "--export", "{w}/export-escape"], "leaves the export folder"),
+            "checkpoint-truncated": (["--device", "a", *ck("truncated.pt")], "truncated.pt' cannot be read"),
+        }.items()
+    },
+    "profile-output-file": (
+        ["profile-devices", *ck("good.pt"), "--device", "a", "--output", "{w}/a-file"],
+        "is a file",
+    ),
+    "profile-tables-exist": (
+        ["profile-devices", *ck("good.pt"), "--device", "a", "--output", "{w}/prof-out"],
+        "already holds ['a.json']; give --force",
+    ),
     # the command itself
     "no-command": ([], "the following arguments are required: command"),
     "unknown-command": (["deploy-everything"], "invalid choice: 'deploy-everything'"),
@@ -310,15 +386,18 @@ def run(argv: list[str]) -> tuple[int, str, str, float]:
     return code, out.getvalue(), err.getvalue(), time.perf_counter() - t0
 
 
+COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices")
+
+
 def command_of(argv: list[str]) -> str:
-    return argv[0] if argv and argv[0] in ("export", "plan", "serve-bench", "verify") else ""
+    return argv[0] if argv and argv[0] in COMMANDS else ""
 
 
 def test_the_corpus_is_large_enough():
     per_command: dict[str, int] = {}
     for argv, _ in CORPUS.values():
         per_command[command_of(argv)] = per_command.get(command_of(argv), 0) + 1
-    assert len(CORPUS) >= 40 and all(per_command[c] >= 10 for c in ("export", "plan", "serve-bench", "verify"))
+    assert len(CORPUS) >= 40 and all(per_command[c] >= 10 for c in COMMANDS)
 
 
 @pytest.mark.parametrize("case", list(CORPUS))
@@ -338,7 +417,7 @@ def test_bad_input_is_refused_with_one_line(case, world):
     assert sorted(str(p.relative_to(world)) for p in world.rglob("*")) == before  # nothing written or removed
     assert not (world / "MARKER").exists()  # the planted pickle never ran
     assert seconds < 5.0, f"{seconds:.2f} s"
-    if cmd == "serve-bench":
+    if cmd in ("serve-bench", "profile-devices"):
         assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 

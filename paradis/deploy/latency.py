@@ -1,0 +1,169 @@
+"""Per-device latency tables: what ``profile-devices`` measures on each device, and what ``plan`` reads.
+
+One JSON file per device (``<device>.json``)::
+
+    {"format": "paradis-latency-table", "version": 1,
+     "device": "a", "host": {"hostname": ..., "cpu": ..., "threads": 1, "torch": ..., "onnxruntime": ...},
+     "model": {"name": ..., "num_classes": ..., "in_chans": ..., "wide_factor": ...}, "source": ...,
+     "batch": 64, "input_shape": [64, 1, 28, 28], "warmup": 5, "repeats": 30,
+     "runtimes": ["torch", "onnxruntime"], "measured_at": "2026-12-01T17:00:00+00:00",
+     "switches": [{"switch": "[0.5, 0.5]", "accuracy": 0.8, "device_macs": [...], "device_params": [...],
+                   "parts": [{"index": 0, "width": 0.5,
+                              "torch": {"p50_s": ..., "p95_s": ..., "mean_s": ..., "min_s": ..., "max_s": ...,
+                                        "repeats": 30},
+                              "onnxruntime": {...}}, ...]}, ...]}
+
+A part's time is one call of its sub-network on a batch of ``batch`` images on that device (torch:
+input transfer and output copy included; ONNX Runtime: the session run), after ``warmup`` calls;
+``p50_s`` and ``p95_s`` are over ``repeats`` calls. Reading checks every value (bounded JSON, finite
+non-negative seconds, one part per sub-network), so a damaged or hostile table is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paradis.deploy.files import MAX_JSON_BYTES, count, finite_number, quote, read_json
+from paradis.deploy.planner import Device, Latencies, SwitchOption
+from paradis.switch import Switch, parse_switch
+
+FORMAT = "paradis-latency-table"
+VERSION = 1
+RUNTIMES = ("torch", "onnxruntime")
+STATISTICS = ("p50", "p95")
+MAX_TABLES = 256
+
+
+@dataclass
+class LatencyTable:
+    """One device's table; ``data`` is the checked JSON object."""
+
+    device: str
+    batch: int
+    runtimes: tuple[str, ...]
+    data: dict[str, Any]
+    path: str = ""
+
+    def rows(self) -> list[SwitchOption]:
+        """The planner's rows (accuracy, multiply-adds, parameters) of the switches measured here."""
+        return [_option(row, f"latency table {quote(self.path)}") for row in self.data["switches"]]
+
+    def seconds(self, runtime: str, statistic: str) -> dict[Switch, tuple[float, ...]]:
+        """Per switch, the ``statistic`` (``p50`` / ``p95``) seconds of each sub-network on ``runtime``."""
+        if runtime not in self.runtimes:
+            raise ValueError(
+                f"latency table {quote(self.path)} of device {quote(self.device)} has no {runtime} timings "
+                f"(it has {', '.join(self.runtimes)})"
+            )
+        key = f"{statistic}_s"
+        return {parse_switch(r["switch"]): tuple(p[runtime][key] for p in r["parts"]) for r in self.data["switches"]}
+
+
+def _option(row: Mapping[str, Any], where: str = "latency table") -> SwitchOption:
+    keys = ("switch", "accuracy", "device_macs", "device_params")
+    return SwitchOption.from_dict({k: row[k] for k in keys}, where)
+
+
+def write_latency_table(path: str | os.PathLike, data: Mapping[str, Any]) -> LatencyTable:
+    """Write one device's table (checked first, so that nothing unreadable is ever written)."""
+    table = check_latency_table(json.loads(json.dumps(data)), str(path))
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    return table
+
+
+def read_latency_table(path: str | os.PathLike) -> LatencyTable:
+    """One device's table from JSON (at most 16 MiB, no NaN, every value checked)."""
+    return check_latency_table(read_json(path, "latency table", MAX_JSON_BYTES), str(path))
+
+
+def check_latency_table(data: object, where: str) -> LatencyTable:
+    """The table ``data`` stands for, or ``ValueError`` naming the first thing wrong in it."""
+    w = f"latency table {quote(where)}"
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ValueError(f"{w} is not a {FORMAT} of version {VERSION}")
+    device = data.get("device")
+    if not isinstance(device, str):
+        raise ValueError(f"{w}: device {quote(device)} is not a name")
+    Device(device)  # the planner's rules for a name
+    batch = count(data.get("batch"), f"{w}: batch", low=1)
+    runtimes = data.get("runtimes")
+    if not isinstance(runtimes, list) or not runtimes or any(r not in RUNTIMES for r in runtimes):
+        raise ValueError(f"{w}: runtimes {quote(runtimes)} is not a list of {', '.join(RUNTIMES)}")
+    rows = data.get("switches")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{w}: switches must be a non-empty list")
+    seen: set[Switch] = set()
+    for i, row in enumerate(rows):
+        s = _check_row(row, runtimes, f"{w}, switch {i}")
+        if s in seen:
+            raise ValueError(f"{w}: switch {s} appears twice")
+        seen.add(s)
+    return LatencyTable(device, batch, tuple(runtimes), data, where)
+
+
+def _check_row(row: object, runtimes: Sequence[str], where: str) -> Switch:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: {quote(row)} is not an object")
+    try:
+        option = _option(row, where)
+    except KeyError as err:
+        raise ValueError(f"{where} lacks {quote(err.args[0])}") from None
+    parts = row.get("parts")
+    if not isinstance(parts, list) or len(parts) != len(option.switch):
+        raise ValueError(f"{where}: parts must be a list of {len(option.switch)} entries, one per sub-network")
+    for i, part in enumerate(parts):
+        if not isinstance(part, dict) or part.get("index") != i:
+            raise ValueError(f"{where}: part {i} is not an object with index {i}")
+        for runtime in runtimes:
+            stats = part.get(runtime)
+            if not isinstance(stats, dict):
+                raise ValueError(f"{where}: part {i} has no {runtime} timings")
+            for key in ("p50_s", "p95_s"):
+                finite_number(stats.get(key), f"{where}: part {i} {runtime} {key}", low=0.0, high=3600.0)
+    return option.switch
+
+
+def read_latency_tables(paths: Iterable[str | os.PathLike]) -> list[LatencyTable]:
+    """The tables of ``paths`` (files, or folders whose ``*.json`` files are tables): one per device,
+    all of the same batch size."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+        if p.is_dir() and not any(p.glob("*.json")):
+            raise ValueError(f"latency table folder {quote(str(p))} holds no .json file")
+    if len(files) > MAX_TABLES:
+        raise ValueError(f"{len(files)} latency tables, more than {MAX_TABLES}")
+    tables = [read_latency_table(f) for f in files]
+    names = [t.device for t in tables]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two latency tables for one device: {quote(names)}")
+    if len({t.batch for t in tables}) > 1:
+        batches = {t.device: t.batch for t in tables}
+        raise ValueError(f"latency tables measured at different batch sizes: {quote(batches)}")
+    return tables
+
+
+def table_latencies(tables: Sequence[LatencyTable], runtime: str, statistic: str) -> Latencies:
+    """``{device: {switch: seconds per sub-network}}`` for :func:`paradis.deploy.plan`."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {quote(statistic)} is not one of {', '.join(STATISTICS)}")
+    return {t.device: t.seconds(runtime, statistic) for t in tables}
+
+
+def merged_rows(tables: Sequence[LatencyTable]) -> list[SwitchOption]:
+    """The planner's rows of every switch in the tables; tables that disagree on a switch are refused."""
+    rows: dict[Switch, SwitchOption] = {}
+    for t in tables:
+        for option in t.rows():
+            known = rows.setdefault(option.switch, option)
+            if known != option:
+                raise ValueError(
+                    f"latency tables disagree on switch {option.switch} (accuracy, multiply-adds or parameters): "
+                    f"{quote(t.path)}"
+                )
+    return list(rows.values())
