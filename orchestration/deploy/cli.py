@@ -13,7 +13,7 @@ import os
 import sys
 from typing import NoReturn
 
-from orchestration.deploy import commands, profile
+from orchestration.deploy import commands, profile, registry
 from orchestration.deploy.checks import (
     MAX_BATCH,
     MAX_DEVICES,
@@ -31,8 +31,11 @@ from paradis.deploy.export import MAX_IMAGE_SIDE
 from paradis.deploy.latency import RUNTIMES, STATISTICS
 from paradis.deploy.onnx import FORMATS, QUANTIZATIONS
 
-COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices")
+COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices", "register")
 MAX_MESSAGE = 1500  # characters of one error line
+
+
+MODEL_URI_HELP = "a registered export: models:/NAME@ALIAS or models:/NAME/VERSION (see register)"
 
 
 class UsageError(Exception):
@@ -46,10 +49,16 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_source(p: argparse.ArgumentParser, required: bool = True, model_uri: str | None = "one") -> None:
+    """The trained model's options; ``model_uri``: ``"one"`` or ``"many"`` registered versions, or none."""
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--checkpoint", help="checkpoint.pt of paradis.engine, a model.pt, or a folder holding one")
     src.add_argument("--run-id", type=run_id_arg, help="an MLflow trial run (its checkpoint and acc/* metrics)")
+    if model_uri:
+        action = "append" if model_uri == "many" else "store"
+        src.add_argument("--model-uri", type=registry.model_uri_arg, action=action, help=MODEL_URI_HELP)
+    else:
+        p.set_defaults(model_uri=None)
     p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else $PARADIS_HOME/mlflow.db)")
     p.add_argument("--model", help="registry name, for a bare state dict (model.pt)")
     p.add_argument("--wide-factor", type=float_in(1e-3, 16.0), help="for a bare state dict (default 1.2)")
@@ -60,7 +69,7 @@ def add_source(p: argparse.ArgumentParser, required: bool = True) -> None:
 def add_export(sub) -> None:
     e = sub.add_parser("export", help="write one file per device, programs and manifest.json for a switch")
     add_source(e)
-    e.add_argument("--switch", required=True, type=switch_arg, help='e.g. "[0.5, 0.5]"')
+    e.add_argument("--switch", type=switch_arg, help='e.g. "[0.5, 0.5]" (with --model-uri: the version\'s)')
     e.add_argument("--output", required=True, help="a new or empty folder (an earlier export with --force)")
     e.add_argument("--force", action="store_true", help="replace the export in --output (only its listed files)")
     e.add_argument("--no-programs", action="store_true", help="skip the torch.export programs")
@@ -77,7 +86,7 @@ def add_export(sub) -> None:
 
 def add_plan(sub) -> None:
     p = sub.add_parser("plan", help="choose the switch and device assignment for a latency budget")
-    add_source(p, required=False)
+    add_source(p, required=False, model_uri="many")
     p.add_argument("--table", help="JSON rows {switch, accuracy, device_macs, device_params[, device_seconds]}")
     p.add_argument("--device", action="append", default=[], help="NAME[:SPEED[:MEMORY]], repeated; e.g. gpu0:1:2GB")
     p.add_argument("--devices", type=int_in(1, MAX_DEVICES), help="that many equal devices (default 2)")
@@ -115,7 +124,7 @@ def add_serve_bench(sub) -> None:
 
 def add_profile_devices(sub) -> None:
     d = sub.add_parser("profile-devices", help="time every sub-network on each named device: latency tables")
-    add_source(d)
+    add_source(d, model_uri=None)
     d.add_argument("--device", action="append", default=[], help="a device NAME (Ray custom resource), repeated")
     d.add_argument("--switches", nargs="+", type=switch_arg, help="default: every switch with BN statistics")
     d.add_argument("--output", required=True, help="folder for one <device>.json latency table per device")
@@ -133,6 +142,23 @@ def add_profile_devices(sub) -> None:
     d.set_defaults(fn=profile.profile_devices_command)
 
 
+def add_register(sub) -> None:
+    r = sub.add_parser("register", help="export a switch and register it as an MLflow model version")
+    add_source(r, model_uri=None)
+    r.add_argument("--switch", required=True, type=switch_arg, help='e.g. "[0.5, 0.5]"')
+    r.add_argument("--name", required=True, type=registry.name_arg, help="the registered model's name")
+    r.add_argument("--alias", type=registry.alias_arg, help="point this alias at the new version (e.g. prod)")
+    r.add_argument("--new-run", action="store_true", help="log the export to a new run, not to --run-id's")
+    r.add_argument("--experiment", default=registry.DEFAULT_EXPERIMENT, help="of a new run (default paradis-deploy)")
+    r.add_argument("--no-programs", action="store_true", help="no device*.pt2 (trusted-only) in the version")
+    r.add_argument("--format", action="append", choices=FORMATS, help="also device*.onnx / device*.pte")
+    r.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: also device*.int8.onnx")
+    r.add_argument("--test-images", type=int_in(0, 10_000_000), help="images that measure each format")
+    r.add_argument("--threads", type=int_in(1, MAX_THREADS), help="torch and ONNX Runtime threads")
+    r.set_defaults(fn=registry.register_command, calibration_batches=None, calibration_batch_size=None)
+    r.set_defaults(data_root=None, dataset=None)
+
+
 def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check an export folder: its manifest and every file's SHA-256")
     v.add_argument("folder", help="the export folder (manifest.json and the files it names)")
@@ -142,7 +168,7 @@ def add_verify(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m orchestration.deploy", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (add_export, add_plan, add_serve_bench, add_profile_devices, add_verify):
+    for add in (add_export, add_plan, add_serve_bench, add_profile_devices, add_register, add_verify):
         add(sub)
     return parser
 

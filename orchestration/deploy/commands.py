@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from orchestration.deploy import registry
 from orchestration.deploy.checks import (
     MAX_DEVICES,
     CommandError,
@@ -34,11 +36,12 @@ from paradis.deploy import (
     switch_table,
     verify_export,
 )
-from paradis.deploy.export import files_to_replace, named_files
+from paradis.deploy.export import copy_export, files_to_replace, load_fusion, load_subnetwork, named_files
 from paradis.deploy.files import quote
 from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
 from paradis.deploy.onnx import check_installed
-from paradis.deploy.planner import Latencies
+from paradis.deploy.planner import Latencies, SwitchOption
+from paradis.switch import Switch
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -61,8 +64,13 @@ def edge_options(args: argparse.Namespace) -> EdgeOptions:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    """``export``: the switch's files and manifest in ``--output`` (refused when work would be lost)."""
+    """``export``: the switch's files and manifest in ``--output`` (refused when work would be lost);
+    with ``--model-uri``, the registered version's files, checked, copied to ``--output``."""
     check_output_folder(args.output, "--output")
+    if args.model_uri:
+        return export_version(args)
+    if not args.switch:
+        raise CommandError("give --switch (or --model-uri for a registered version)")
     edge = edge_options(args)
     files_to_replace(Path(args.output).resolve(), args.force)  # before the model is even loaded
     trained = load_source(args)
@@ -73,6 +81,19 @@ def export_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     m = export_switch(trained, args.switch, args.output, programs=not args.no_programs, edge=edge, overwrite=args.force)
     print_export(m, f"{trained.source} to {args.output} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def export_version(args: argparse.Namespace) -> int:
+    """``export --model-uri``: the version's export, every file checked, copied to ``--output``."""
+    if args.format or args.quantize:
+        raise CommandError("--format / --quantize need --checkpoint or --run-id: a version holds only its files")
+    files_to_replace(Path(args.output).resolve(), args.force)
+    with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
+        folder, m, info = registry.fetch_model(args, args.model_uri, tmp)
+        registry.check_version_switch(args, m, "--switch")
+        copy_export(folder, args.output, overwrite=args.force)
+    print_export(m, f"{registry.source_description(args.model_uri, info)} to {args.output}")
     return 0
 
 
@@ -119,8 +140,8 @@ def table_devices(tables: Sequence[LatencyTable], given: Sequence[str]) -> list[
 
 def plan_inputs(args: argparse.Namespace) -> tuple[list[Device], list, Latencies | None]:
     """The devices, the planner's table and (with ``--latency-table``) the measured costs per device."""
-    if not (args.table or args.checkpoint or args.run_id or args.latency_table):
-        raise CommandError("give --table, --checkpoint, --run-id or --latency-table")
+    if not (args.table or args.checkpoint or args.run_id or args.model_uri or args.latency_table):
+        raise CommandError("give --table, --checkpoint, --run-id, --model-uri or --latency-table")
     latencies, tables = None, None
     if args.latency_table:
         if args.measure_batch or args.devices:
@@ -132,6 +153,8 @@ def plan_inputs(args: argparse.Namespace) -> tuple[list[Device], list, Latencies
         devices = plan_devices(args)
     if args.table:
         return devices, read_table(args.table), latencies
+    if args.model_uri:
+        return devices, version_rows(args), latencies
     if not (args.checkpoint or args.run_id):
         return devices, merged_rows(tables or []), latencies
     trained = load_source(args)
@@ -141,6 +164,31 @@ def plan_inputs(args: argparse.Namespace) -> tuple[list[Device], list, Latencies
     if args.threads:
         torch.set_num_threads(args.threads)
     return devices, switch_table(trained, switches, measure_batch=args.measure_batch), latencies
+
+
+def version_rows(args: argparse.Namespace) -> list[SwitchOption]:
+    """A planner row per registered version (``--model-uri``, repeated): its switch's accuracy, costs
+    and, with ``--measure-batch``, the seconds of its sub-networks here (loaded from its checked files)."""
+    rows: dict[Switch, SwitchOption] = {}
+    with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
+        for i, uri in enumerate(args.model_uri):
+            folder, m, _ = registry.fetch_model(args, uri, str(Path(tmp) / str(i)))
+            s = m.parsed_switch
+            if s in rows:
+                raise CommandError(f"two --model-uri versions hold switch {s}")
+            seconds = time_version(folder, m, args.measure_batch) if args.measure_batch else None
+            macs, params = tuple(d.macs for d in m.devices), tuple(d.params for d in m.devices)
+            rows[s] = SwitchOption(s, m.accuracy, macs, params, seconds)
+    return list(rows.values())
+
+
+def time_version(folder: Path, m: Manifest, batch: int) -> tuple[float, ...]:
+    """Median seconds of each sub-network of an export here, at ``batch`` (current torch threads)."""
+    check_batch(batch, m.input["shape"][1:], "--measure-batch")
+    x = torch.randn(batch, *m.input["shape"][1:])
+    nets = [load_subnetwork(folder, d.index, m) for d in m.devices]
+    with torch.inference_mode():
+        return tuple(measure_latency(lambda net=net, x=x: net(x)) for net in nets)
 
 
 def plan_command(args: argparse.Namespace) -> int:
@@ -166,6 +214,8 @@ def print_plan(p: Plan, as_json: bool) -> None:
 # --- serve-bench -----------------------------------------------------------------------------------
 def serve_bench_command(args: argparse.Namespace) -> int:
     """``serve-bench``: the switches on a Ray device pool, against the in-process model."""
+    if args.model_uri:
+        return serve_version(args)
     trained = load_source(args)
     if not trained.model.bn_switches():
         raise CommandError(f"{trained.source}: no switch of the model has BN statistics; none can run")
@@ -191,12 +241,41 @@ def serve_bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_version(args: argparse.Namespace) -> int:
+    """``serve-bench --model-uri``: each device receives its checked ``device{i}.pt`` of the version;
+    the pool's output against the in-process fusion of the same files."""
+    with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
+        folder, m, info = registry.fetch_model(args, args.model_uri, tmp)
+        registry.check_version_switch(args, m, "--switch")
+        n = args.devices or len(m.devices)
+        if n < len(m.devices):
+            raise CommandError(f"--devices {n}: switch {m.switch} needs {len(m.devices)} devices")
+        check_batch(args.batch, m.input["shape"][1:], "--batch")
+        x = torch.randn(args.batch, *m.input["shape"][1:])
+        with torch.inference_mode():
+            want = load_fusion(folder, m)([load_subnetwork(folder, d.index, m)(x) for d in m.devices])
+        with ray_session(args, n * args.threads, n * args.gpus_per_device):
+            pool = DevicePool(n, threads=args.threads, gpus_per_device=args.gpus_per_device)
+            try:
+                pool.load_switch(folder)
+                print(
+                    f"{n} device(s), {args.threads} thread(s) each; {registry.source_description(args.model_uri, info)}"
+                )
+                report_latency(pool, m.parsed_switch, x, (pool(x) - want).abs().max().item(), args)
+            finally:
+                pool.shutdown()
+    return 0
+
+
 def bench_switch(pool: DevicePool, trained, s, x: torch.Tensor, args: argparse.Namespace) -> None:
     pool.set_switch(s)
     got = pool(x)
     with torch.no_grad():
         want = trained.model.eval()(x, s)
-    diff = (got - want).abs().max().item()
+    report_latency(pool, s, x, (got - want).abs().max().item(), args)
+
+
+def report_latency(pool: DevicePool, s, x: torch.Tensor, diff: float, args: argparse.Namespace) -> None:
     lat = measure_latency(lambda: pool(x), warmup=args.warmup, repeats=args.iters)
     loads = sum(i["loads"] for i in pool.info().values())
     print(

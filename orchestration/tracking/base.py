@@ -58,6 +58,30 @@ class Tracker(Protocol):
 
     def download(self, run_id: str, artifact_path: str, dest: str) -> str: ...
 
+    # --- the model registry (deploy) -------------------------------------------------------------
+    def start_run(self, name: str, tags: dict[str, str]) -> str:
+        """A new top-level run in the tracker's experiment (e.g. the run of a registered export); its id."""
+
+    def register_export(
+        self,
+        run_id: str,
+        folder: str,
+        name: str,
+        *,
+        artifact_path: str,
+        tags: dict[str, str],
+        alias: str | None = None,
+        description: str = "",
+    ) -> dict[str, str]:
+        """Log export folder ``folder`` to run ``run_id`` under ``artifact_path`` and register those
+        files as a new version of model ``name`` (created when new) with ``tags``, and point ``alias``
+        at it. No model flavour is logged (nothing pickled): the version's artifacts are the export's
+        own files. Returns ``{"name", "version", "run_id", "source"}``."""
+
+    def resolve_model_uri(self, uri: str, dest: str) -> tuple[str, dict[str, str]]:
+        """Download the artifacts of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` into ``dest``:
+        the local folder, and the version's tags with ``name``, ``version``, ``run_id`` and ``source``."""
+
 
 def paradis_home() -> Path:
     """Where studies keep their default MLflow database and Ray results: an absolute path, so that a

@@ -203,3 +203,54 @@ class MlflowTracker:
 
     def download(self, run_id: str, artifact_path: str, dest: str) -> str:
         return self.client.download_artifacts(run_id, artifact_path, dest)
+
+    # --- the model registry (deploy) -------------------------------------------------------------
+    def start_run(self, name: str, tags: dict[str, str]) -> str:
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def register_export(
+        self,
+        run_id: str,
+        folder: str,
+        name: str,
+        *,
+        artifact_path: str,
+        tags: dict[str, str],
+        alias: str | None = None,
+        description: str = "",
+    ) -> dict[str, str]:
+        from mlflow.exceptions import MlflowException
+
+        _retry(self.client.log_artifacts, run_id, folder, artifact_path)
+        source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:  # not registered yet
+            self.client.create_registered_model(name, description="ParaDiS switches exported for deployment")
+        version = self.client.create_model_version(
+            name, source, run_id=run_id, tags={**tags, "paradis.artifact_path": artifact_path}, description=description
+        )
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return {"name": name, "version": str(version.version), "run_id": run_id, "source": source}
+
+    def resolve_model_uri(self, uri: str, dest: str) -> tuple[str, dict[str, str]]:
+        rest = uri[len("models:/") :] if uri.startswith("models:/") else ""
+        name, sep, alias = rest.partition("@")
+        if sep:
+            version = self.client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = rest.rpartition("/")
+            if not name or not number.isdigit():
+                raise TrackingError(f"{uri!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
+            version = self.client.get_model_version(name, number)
+        tags = dict(version.tags or {})
+        path = tags.get("paradis.artifact_path")
+        if version.run_id and path:
+            local = self.client.download_artifacts(version.run_id, path, dest)
+        else:
+            from mlflow.artifacts import download_artifacts
+
+            local = download_artifacts(artifact_uri=version.source, dst_path=dest, tracking_uri=self.uri)
+        info = {"name": name, "version": str(version.version), "run_id": version.run_id or "", "source": version.source}
+        return local, {**tags, **info}

@@ -534,6 +534,28 @@ def export_switch(
     return manifest
 
 
+def copy_export(source: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Manifest:
+    """Copy the export in ``source`` to ``out_dir``, every file checked against the manifest's digest
+    first; ``out_dir`` as for :func:`export_switch` (new or empty; an earlier export with ``overwrite``)."""
+    text = read_limited(member_path(source, MANIFEST_NAME, quote(str(source))), MAX_MANIFEST_BYTES, "manifest")
+    manifest = verify_export(source, Manifest.from_json(text, str(Path(source) / MANIFEST_NAME)))
+    out = Path(out_dir).resolve()
+    old_files = files_to_replace(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        for name in named_files(manifest):
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(_verified(source, manifest, name))
+        (staging / MANIFEST_NAME).write_bytes(
+            read_limited(Path(source) / MANIFEST_NAME, MAX_MANIFEST_BYTES, "manifest")
+        )
+        _install(staging, out, old_files, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
 def _write_export(
     trained: TrainedModel, s: Switch, out: Path, programs: bool, edge: EdgeOptions, data: RunData | None
 ) -> Manifest:
@@ -614,6 +636,7 @@ def _install(staging: Path, out: Path, old_files: Sequence[str], manifest: Manif
     for name in old_files:
         (out / name).unlink(missing_ok=True)
     for name in named_files(manifest):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / name, out / name)
     os.replace(staging / MANIFEST_NAME, out / MANIFEST_NAME)
 

@@ -215,7 +215,7 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     "export-threads-zero": ([*EXPORT, *ck("good.pt"), "--threads", "0"], "argument --threads: '0' is outside"),
     "export-wide-factor-arg": ([*EXPORT, *ck("good.pt"), "--wide-factor", "inf"], "not a finite number"),
     "export-format-unknown": ([*EXPORT, *ck("good.pt"), "--format", "tflite"], "invalid choice: 'tflite'"),
-    "export-no-source": ([*EXPORT], "one of the arguments --checkpoint --run-id is required"),
+    "export-no-source": ([*EXPORT], "one of the arguments --checkpoint --run-id --model-uri is required"),
     "export-bad-run-id": ([*EXPORT, "--run-id", "../../etc"], "is not an MLflow run id"),
     "export-relative-sqlite": (
         [*EXPORT, "--run-id", "0" * 32, "--tracking-uri", "sqlite:///rel.db"],
@@ -288,7 +288,10 @@ CORPUS: dict[str, tuple[list[str], str]] = {
         [*PLAN, *ck("good.pt"), "--measure-batch", "65536", "--input-size", "1", "512", "512"],
         "GiB of input, more than 1 GiB",
     ),
-    "plan-no-source": (["plan", "--budget-ms", "5"], "give --table, --checkpoint, --run-id or --latency-table"),
+    "plan-no-source": (
+        ["plan", "--budget-ms", "5"],
+        "give --table, --checkpoint, --run-id, --model-uri or --latency-table",
+    ),
     "plan-nothing-fits": ([*PLAN[:3], "--macs-per-second", "1", "--table", "{w}/table-good.json"], "no switch fits"),
     "plan-save-table-folder": ([*PLAN, "--table", "{w}/table-good.json", "--save-table", "{w}"], "is a folder"),
     "plan-switches-no-stats": ([*PLAN, *ck("good.pt"), "--switches", "[4x0.25]"], "has no BN statistics"),
@@ -371,6 +374,38 @@ CORPUS: dict[str, tuple[list[str], str]] = {
         ["profile-devices", *ck("good.pt"), "--device", "a", "--output", "{w}/prof-out"],
         "already holds ['a.json']; give --force",
     ),
+    # register, and --model-uri: refused before any tracking store is touched
+    **{
+        f"register-{name}": (["register", *extra], needle)
+        for name, (extra, needle) in {
+            "no-name": ([*ck("good.pt"), "--switch", "[1.0]"], "the following arguments are required: --name"),
+            "bad-name": ([*ck("good.pt"), "--switch", "[1.0]", "--name", "a/b"], "'a/b' is not a model name"),
+            "alias-latest": ([*ck("good.pt"), "--switch", "[1.0]", "--name", "m", "--alias", "latest"], "not an alias"),
+            "alias-version": ([*ck("good.pt"), "--switch", "[1.0]", "--name", "m", "--alias", "v2"], "not an alias"),
+            "alias-space": ([*ck("good.pt"), "--switch", "[1.0]", "--name", "m", "--alias", "a b"], "not an alias"),
+            "bad-run-id": (["--run-id", "x;y", "--switch", "[1.0]", "--name", "m"], "is not an MLflow run id"),
+            "switch-garbage": ([*ck("good.pt"), "--switch", "[1,,0]", "--name", "m"], "switch '[1,,0]'"),
+            "switch-no-stats": ([*ck("good.pt"), "--switch", "[4x0.25]", "--name", "m"], "has no BN statistics"),
+            "model-uri": (["--model-uri", "models:/m/1", "--switch", "[1.0]", "--name", "m"], "--run-id is required"),
+            "relative-store": (
+                [*ck("good.pt"), "--switch", "[1.0]", "--name", "m", "--tracking-uri", "sqlite:///x.db"],
+                "relative path",
+            ),
+            "checkpoint-truncated": ([*ck("truncated.pt"), "--switch", "[1.0]", "--name", "m"], "cannot be read"),
+        }.items()
+    },
+    "export-model-uri-malformed": (["export", "--model-uri", "models:/m", "--output", "{w}/o"], "is not models:/"),
+    "export-model-uri-runs": (["export", "--model-uri", "runs:/abc/x", "--output", "{w}/o"], "is not models:/"),
+    "export-model-uri-format": (
+        ["export", "--model-uri", "models:/m/1", "--output", "{w}/o", "--format", "onnx"],
+        "--format / --quantize need --checkpoint or --run-id",
+    ),
+    "export-model-uri-and-checkpoint": (
+        ["export", "--model-uri", "models:/m/1", *ck("good.pt"), "--output", "{w}/o"],
+        "not allowed with argument",
+    ),
+    "plan-model-uri-malformed": (["plan", "--budget-ms", "5", "--model-uri", "models:/m/0"], "is not models:/"),
+    "serve-model-uri-malformed": (["serve-bench", "--model-uri", "models:/@prod"], "is not models:/"),
     # the command itself
     "no-command": ([], "the following arguments are required: command"),
     "unknown-command": (["deploy-everything"], "invalid choice: 'deploy-everything'"),
@@ -386,7 +421,7 @@ def run(argv: list[str]) -> tuple[int, str, str, float]:
     return code, out.getvalue(), err.getvalue(), time.perf_counter() - t0
 
 
-COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices")
+COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices", "register")
 
 
 def command_of(argv: list[str]) -> str:
