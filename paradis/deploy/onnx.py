@@ -229,10 +229,12 @@ def pte_runner(source: str | os.PathLike | bytes) -> Runner:
     """A function from a batch to the partial output of an ExecuTorch program (its ``forward``)."""
     from executorch.runtime import Runtime
 
-    program = source if isinstance(source, bytes) else str(source)
-    method = Runtime.get().load_program(program).load_method("forward")
+    # the program (and the bytes it was loaded from) must outlive its method: a method of a program
+    # loaded from bytes reads them, and crashes once they are freed
+    program = Runtime.get().load_program(source if isinstance(source, bytes) else str(source))
+    method = program.load_method("forward")
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, _keep: object = program) -> torch.Tensor:
         chunks = x.detach().cpu().float().split(PTE_MAX_BATCH)
         return torch.cat([method.execute([c.contiguous()])[0] for c in chunks])
 
