@@ -60,7 +60,7 @@ from paradis.deploy.timing import measure_latency
 from paradis.engine.metrics import measures_by_switch
 from paradis.models import ParaDiSModel, create_model, list_models
 from paradis.models.base import Fusion, SubNetwork
-from paradis.switch import Switch, SwitchLike, parse_switch
+from paradis.switch import ROUNDINGS, Switch, SwitchLike, parse_switch
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 2  # 2: edge artifacts, digests of every file, the fusion bias as numbers
@@ -121,16 +121,19 @@ class TrainedModel:
             "num_classes": self.num_classes,
             "in_chans": self.in_chans,
             "wide_factor": self.wide_factor,
+            "rounding": self.model.rounding,
         }
 
 
 def build_model(args: Mapping[str, Any]) -> ParaDiSModel:
-    """The untrained model of :meth:`TrainedModel.model_args` (or a manifest's ``model``)."""
+    """The untrained model of :meth:`TrainedModel.model_args` (or a manifest's ``model``; a manifest
+    written before the rounding option used the shared rule)."""
     return create_model(
         args["name"],
         num_classes=int(args["num_classes"]),
         wide_factor=float(args["wide_factor"]),
         in_chans=int(args["in_chans"]),
+        rounding=str(args.get("rounding", "paradis")),
     )
 
 
@@ -185,7 +188,10 @@ def load_trained(
     wf = _checked(finite_number, wf, f"{where}: wide factor", low=1e-3, high=16.0)
     num_classes, in_chans = _shapes_from_state(state, str(p))
     dataset, size = _input_of(config["data"], in_chans, input_size, where)
-    model = _model_with_state(name, num_classes, wf, in_chans, state, where)
+    rounding = config["model"].get("rounding") or "paradis"  # checkpoints before the option: the shared rule
+    if rounding not in ROUNDINGS:
+        raise ExportError(f"{where}: config.model.rounding {quote(rounding)} is not one of {', '.join(ROUNDINGS)}")
+    model = _model_with_state(name, num_classes, wf, in_chans, state, where, rounding)
     acc: dict[str, float] = {}
     for metrics in history:  # the last evaluation of each switch wins
         acc.update(accuracy_from_metrics(metrics))
@@ -289,9 +295,11 @@ def _input_of(
     return dataset, size  # type: ignore[return-value]
 
 
-def _model_with_state(name: str, num_classes: int, wf: float, in_chans: int, state: dict, where: str) -> ParaDiSModel:
+def _model_with_state(
+    name: str, num_classes: int, wf: float, in_chans: int, state: dict, where: str, rounding: str = "paradis"
+) -> ParaDiSModel:
     try:
-        model = create_model(name, num_classes=num_classes, wide_factor=wf, in_chans=in_chans)
+        model = create_model(name, num_classes=num_classes, wide_factor=wf, in_chans=in_chans, rounding=rounding)
         model.load_state_dict(state)
     except (RuntimeError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

@@ -225,3 +225,24 @@ def test_export_never_loses_work(trained, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r"does not list: 'notes\.txt'; nothing removed"):
         export_switch(trained, "[0.5, 0.5]", out, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine" and verify_export(out).switch == "[1.0]"
+
+
+def test_a_us_model_deploys_with_the_rounding_it_was_trained_with(tmp_path):
+    """US models round widths as US-Nets does; the checkpoint records it, the export rebuilds it."""
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name": "mobilenet_v1_small"},
+            "data": {"name": "synthetic", "synthetic_train": 64, "synthetic_test": 32},
+            "training": {"method": "us", "epochs": 1, "batch_size": 32, "max_steps_per_epoch": 1},
+            "evaluation": {"calibration_batches": 1, "switches": ["[0.35]", "[1.0]"]},
+            "device": "cpu",
+        }
+    )
+    run_training(cfg, checkpoint_dir=tmp_path / "ckpt")
+    us = load_trained(tmp_path / "ckpt" / "checkpoint.pt")
+    assert us.model.rounding == "us-nets" and us.model_args()["rounding"] == "us-nets"
+    assert us.model.stem.out_ranges(us.model.resolve("[0.35]")) == ((0, 8),)  # make_divisible(16 * 0.35) = 8
+    manifest = export_switch(us, "[0.35]", tmp_path / "out", programs=False)
+    net = load_subnetwork(tmp_path / "out", 0)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(net(x) + load_fusion(tmp_path / "out", manifest).bias, us.model.eval()(x, "[0.35]"))
