@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from paradis.deploy.files import quote
+from paradis.deploy.onnx import EdgeOptions, check_installed
 from paradis.switch import Switch, parse_switch
 
 MAX_BATCH = 65_536
@@ -122,3 +123,21 @@ def switches_with_stats(model, switches: Sequence[str], what: str) -> list[Switc
             raise CommandError(f"{what} {s} has no BN statistics in this model; switches with statistics: {known}")
         out.append(s)
     return out
+
+
+def edge_options(args: argparse.Namespace) -> EdgeOptions:
+    """The edge formats ``export`` was asked for, with their modules checked to be installed."""
+    edge = EdgeOptions(
+        formats=tuple(dict.fromkeys(args.format or ())),
+        quantize=args.quantize,
+        test_images=args.test_images,
+        calibration_batches=args.calibration_batches,
+        batch_size=args.calibration_batch_size,
+        data_root=args.data_root,
+        threads=args.threads,
+    )
+    try:
+        check_installed(edge)
+    except ImportError as err:
+        raise CommandError(str(err)) from None
+    return edge

@@ -13,7 +13,6 @@ import os
 import sys
 from typing import NoReturn
 
-from orchestration.deploy import commands, profile, registry
 from orchestration.deploy.checks import (
     MAX_BATCH,
     MAX_DEVICES,
@@ -25,7 +24,10 @@ from orchestration.deploy.checks import (
     run_id_arg,
     switch_arg,
 )
+from orchestration.deploy.commands import export_command, plan_command, serve_bench_command, verify_command
 from orchestration.deploy.pool import DeviceFailure
+from orchestration.deploy.profile import profile_devices_command
+from orchestration.deploy.registry import DEFAULT_EXPERIMENT, alias_arg, model_uri_arg, name_arg, register_command
 from paradis.deploy import ExportError, PlanError
 from paradis.deploy.export import MAX_IMAGE_SIDE
 from paradis.deploy.latency import RUNTIMES, STATISTICS
@@ -56,7 +58,7 @@ def add_source(p: argparse.ArgumentParser, required: bool = True, model_uri: str
     src.add_argument("--run-id", type=run_id_arg, help="an MLflow trial run (its checkpoint and acc/* metrics)")
     if model_uri:
         action = "append" if model_uri == "many" else "store"
-        src.add_argument("--model-uri", type=registry.model_uri_arg, action=action, help=MODEL_URI_HELP)
+        src.add_argument("--model-uri", type=model_uri_arg, action=action, help=MODEL_URI_HELP)
     else:
         p.set_defaults(model_uri=None)
     p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else $PARADIS_HOME/mlflow.db)")
@@ -81,7 +83,7 @@ def add_export(sub) -> None:
     e.add_argument("--data-root", help="data folder (default: the run's data.root; Fashion-MNIST: Debian's)")
     e.add_argument("--dataset", help="the data set, for a bare state dict (e.g. fashion-mnist)")
     e.add_argument("--threads", type=int_in(1, MAX_THREADS), help="torch and ONNX Runtime threads")
-    e.set_defaults(fn=commands.export_command)
+    e.set_defaults(fn=export_command)
 
 
 def add_plan(sub) -> None:
@@ -105,7 +107,7 @@ def add_plan(sub) -> None:
     p.add_argument("--switches", nargs="+", type=switch_arg, help="consider only these (default: all with BN stats)")
     p.add_argument("--save-table", help="write the table used to this JSON file")
     p.add_argument("--json", action="store_true", help="also print the plan as one JSON line")
-    p.set_defaults(fn=commands.plan_command)
+    p.set_defaults(fn=plan_command)
 
 
 def add_serve_bench(sub) -> None:
@@ -119,7 +121,7 @@ def add_serve_bench(sub) -> None:
     b.add_argument("--warmup", type=int_in(0, MAX_REPEATS), default=5)
     b.add_argument("--iters", type=int_in(1, MAX_REPEATS), default=30)
     b.add_argument("--address", help="an existing Ray cluster (default: a local one)")
-    b.set_defaults(fn=commands.serve_bench_command)
+    b.set_defaults(fn=serve_bench_command)
 
 
 def add_profile_devices(sub) -> None:
@@ -139,30 +141,30 @@ def add_profile_devices(sub) -> None:
         "--call-timeout-s", type=float_in(0.0, 86400.0, low_open=True), help="a device answering later fails"
     )
     d.add_argument("--address", help="an existing Ray cluster (default: a local one with the devices' resources)")
-    d.set_defaults(fn=profile.profile_devices_command)
+    d.set_defaults(fn=profile_devices_command)
 
 
 def add_register(sub) -> None:
     r = sub.add_parser("register", help="export a switch and register it as an MLflow model version")
     add_source(r, model_uri=None)
     r.add_argument("--switch", required=True, type=switch_arg, help='e.g. "[0.5, 0.5]"')
-    r.add_argument("--name", required=True, type=registry.name_arg, help="the registered model's name")
-    r.add_argument("--alias", type=registry.alias_arg, help="point this alias at the new version (e.g. prod)")
+    r.add_argument("--name", required=True, type=name_arg, help="the registered model's name")
+    r.add_argument("--alias", type=alias_arg, help="point this alias at the new version (e.g. prod)")
     r.add_argument("--new-run", action="store_true", help="log the export to a new run, not to --run-id's")
-    r.add_argument("--experiment", default=registry.DEFAULT_EXPERIMENT, help="of a new run (default paradis-deploy)")
+    r.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="of a new run (default paradis-deploy)")
     r.add_argument("--no-programs", action="store_true", help="no device*.pt2 (trusted-only) in the version")
     r.add_argument("--format", action="append", choices=FORMATS, help="also device*.onnx / device*.pte")
     r.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: also device*.int8.onnx")
     r.add_argument("--test-images", type=int_in(0, 10_000_000), help="images that measure each format")
     r.add_argument("--threads", type=int_in(1, MAX_THREADS), help="torch and ONNX Runtime threads")
-    r.set_defaults(fn=registry.register_command, calibration_batches=None, calibration_batch_size=None)
+    r.set_defaults(fn=register_command, calibration_batches=None, calibration_batch_size=None)
     r.set_defaults(data_root=None, dataset=None)
 
 
 def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check an export folder: its manifest and every file's SHA-256")
     v.add_argument("folder", help="the export folder (manifest.json and the files it names)")
-    v.set_defaults(fn=commands.verify_command)
+    v.set_defaults(fn=verify_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

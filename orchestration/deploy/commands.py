@@ -12,20 +12,20 @@ from pathlib import Path
 
 import torch
 
-from orchestration.deploy import registry
 from orchestration.deploy.checks import (
     MAX_DEVICES,
     CommandError,
     check_batch,
     check_output_file,
     check_output_folder,
+    edge_options,
     switches_with_stats,
 )
 from orchestration.deploy.pool import DevicePool
+from orchestration.deploy.registry import check_version_switch, fetch_model, source_description
 from orchestration.deploy.sources import load_source
 from paradis.deploy import (
     Device,
-    EdgeOptions,
     Manifest,
     Plan,
     export_switch,
@@ -39,30 +39,11 @@ from paradis.deploy import (
 from paradis.deploy.export import copy_export, files_to_replace, load_fusion, load_subnetwork, named_files
 from paradis.deploy.files import quote
 from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
-from paradis.deploy.onnx import check_installed
 from paradis.deploy.planner import Latencies, SwitchOption
 from paradis.switch import Switch
 
 
 # --- export ----------------------------------------------------------------------------------------
-def edge_options(args: argparse.Namespace) -> EdgeOptions:
-    """The edge formats ``export`` was asked for, with their modules checked to be installed."""
-    edge = EdgeOptions(
-        formats=tuple(dict.fromkeys(args.format or ())),
-        quantize=args.quantize,
-        test_images=args.test_images,
-        calibration_batches=args.calibration_batches,
-        batch_size=args.calibration_batch_size,
-        data_root=args.data_root,
-        threads=args.threads,
-    )
-    try:
-        check_installed(edge)
-    except ImportError as err:
-        raise CommandError(str(err)) from None
-    return edge
-
-
 def export_command(args: argparse.Namespace) -> int:
     """``export``: the switch's files and manifest in ``--output`` (refused when work would be lost);
     with ``--model-uri``, the registered version's files, checked, copied to ``--output``."""
@@ -90,10 +71,10 @@ def export_version(args: argparse.Namespace) -> int:
         raise CommandError("--format / --quantize need --checkpoint or --run-id: a version holds only its files")
     files_to_replace(Path(args.output).resolve(), args.force)
     with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
-        folder, m, info = registry.fetch_model(args, args.model_uri, tmp)
-        registry.check_version_switch(args, m, "--switch")
+        folder, m, info = fetch_model(args, args.model_uri, tmp)
+        check_version_switch(args, m, "--switch")
         copy_export(folder, args.output, overwrite=args.force)
-    print_export(m, f"{registry.source_description(args.model_uri, info)} to {args.output}")
+    print_export(m, f"{source_description(args.model_uri, info)} to {args.output}")
     return 0
 
 
@@ -172,7 +153,7 @@ def version_rows(args: argparse.Namespace) -> list[SwitchOption]:
     rows: dict[Switch, SwitchOption] = {}
     with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
         for i, uri in enumerate(args.model_uri):
-            folder, m, _ = registry.fetch_model(args, uri, str(Path(tmp) / str(i)))
+            folder, m, _ = fetch_model(args, uri, str(Path(tmp) / str(i)))
             s = m.parsed_switch
             if s in rows:
                 raise CommandError(f"two --model-uri versions hold switch {s}")
@@ -245,8 +226,8 @@ def serve_version(args: argparse.Namespace) -> int:
     """``serve-bench --model-uri``: each device receives its checked ``device{i}.pt`` of the version;
     the pool's output against the in-process fusion of the same files."""
     with tempfile.TemporaryDirectory(prefix="paradis-model-") as tmp:
-        folder, m, info = registry.fetch_model(args, args.model_uri, tmp)
-        registry.check_version_switch(args, m, "--switch")
+        folder, m, info = fetch_model(args, args.model_uri, tmp)
+        check_version_switch(args, m, "--switch")
         n = args.devices or len(m.devices)
         if n < len(m.devices):
             raise CommandError(f"--devices {n}: switch {m.switch} needs {len(m.devices)} devices")
@@ -258,9 +239,7 @@ def serve_version(args: argparse.Namespace) -> int:
             pool = DevicePool(n, threads=args.threads, gpus_per_device=args.gpus_per_device)
             try:
                 pool.load_switch(folder)
-                print(
-                    f"{n} device(s), {args.threads} thread(s) each; {registry.source_description(args.model_uri, info)}"
-                )
+                print(f"{n} device(s), {args.threads} thread(s) each; {source_description(args.model_uri, info)}")
                 report_latency(pool, m.parsed_switch, x, (pool(x) - want).abs().max().item(), args)
             finally:
                 pool.shutdown()

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchestration.deploy.checks import CommandError
+from orchestration.deploy.checks import CommandError, edge_options
 from orchestration.deploy.sources import load_source
 from paradis.deploy import ExportError, Manifest, export_switch, read_manifest, verify_export
 from paradis.deploy.export import MANIFEST_NAME, named_files
@@ -110,8 +110,6 @@ def version_tags(m: Manifest, manifest_sha256: str, source: str) -> dict[str, st
 
 def register_command(args: argparse.Namespace) -> int:
     """``register``: export the switch to a temporary folder and register it as a model version."""
-    from orchestration.deploy.commands import edge_options  # commands import this module
-
     edge = edge_options(args)
     trained = load_source(args)
     tracker, store = _tracker(args, args.experiment)
