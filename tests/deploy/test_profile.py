@@ -45,10 +45,9 @@ def profile_args(checkpoint, out, *extra):
     return [*args, "--batch", "2", "--warmup", "1", "--repeats", "5", "--output", str(out), *extra]
 
 
-def test_on_a_local_ray_the_command_starts_ray_with_the_devices_resources(checkpoint, tmp_path, monkeypatch, capsys):
+def test_on_a_local_ray_the_command_starts_ray_with_the_devices_resources(checkpoint, tmp_path, ray_tmpdir, capsys):
     """Runs first, before the module's Ray: the command starts its own, with {"a": 1, "b": 1}."""
     ray.shutdown()
-    monkeypatch.setenv("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     out = tmp_path / "tables"
     assert main(profile_args(checkpoint, out, "--switches", "[0.5, 0.5]", "--no-onnx")) == 0, capsys.readouterr().err
     assert not ray.is_initialized()  # shut down again
@@ -176,3 +175,12 @@ def test_a_damaged_latency_table_is_refused(change, needle, tmp_path):
     with pytest.raises(ValueError, match="latency table") as err:
         read_latency_table(tmp_path / "a.json")
     assert needle in str(err.value)
+
+
+@pytest.fixture
+def ray_tmpdir(monkeypatch):
+    """A short Ray temporary folder of the test's own (Ray's socket paths have a length limit), removed after."""
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -4,6 +4,7 @@ sqlite store in tmp_path."""
 
 import hashlib
 import json
+import shutil
 import tempfile
 
 import pytest
@@ -146,11 +147,10 @@ def test_a_tampered_version_is_refused(registered, tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_serve_bench_from_a_model_uri(registered, monkeypatch, capsys):
+def test_serve_bench_from_a_model_uri(registered, ray_tmpdir, capsys):
     """Each actor receives its checked device file of the version; the pool equals the in-process fusion."""
     ray = pytest.importorskip("ray")
     ray.shutdown()
-    monkeypatch.setenv("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     args = ["serve-bench", "--model-uri", "models:/paradis-small/1", "--batch", "4", "--warmup", "1", "--iters", "3"]
     assert deploy(registered, *args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
@@ -158,3 +158,12 @@ def test_serve_bench_from_a_model_uri(registered, monkeypatch, capsys):
     diff = float(out.split("max |pool - in-process| = ")[1].split(",")[0])
     assert diff < 1e-5
     assert not ray.is_initialized()
+
+
+@pytest.fixture
+def ray_tmpdir(monkeypatch):
+    """A short Ray temporary folder of the test's own (Ray's socket paths have a length limit), removed after."""
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
