@@ -94,7 +94,7 @@ def onnx_files(trained: TrainedModel, switches: Sequence[Switch], args: argparse
     files: OnnxFiles = {}
     for folder in args.export or []:
         m = verify_export(folder)
-        if m.model != trained.model_args():
+        if {"rounding": "paradis", **m.model} != trained.model_args():  # manifests before rounding: the shared rule
             raise CommandError(f"--export {quote(folder)} is of model {quote(m.model)}, not {trained.model_args()}")
         if "onnx" not in m.devices[0].artifacts:
             raise CommandError(f"--export {quote(folder)} has no .onnx files (exported without --format onnx)")

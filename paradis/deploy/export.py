@@ -411,6 +411,8 @@ def _check_model_args(args: object) -> None:
     count(args.get("num_classes"), "model.num_classes", low=1, high=MAX_CLASSES)
     count(args.get("in_chans"), "model.in_chans", low=1, high=MAX_IN_CHANS)
     finite_number(args.get("wide_factor"), "model.wide_factor", low=1e-3, high=16.0)
+    if args.get("rounding", "paradis") not in ROUNDINGS:
+        raise ValueError(f"model.rounding {quote(args.get('rounding'))} is not one of {', '.join(ROUNDINGS)}")
 
 
 def _check_device(d: DeviceEntry, position: int) -> None:

@@ -228,6 +228,7 @@ def test_the_manifest_is_bounded_strict_json(copy):
         "a JSON object expected, got list": "[]",
         "model.num_classes 1000000000 is outside": json.dumps({**raw, "model": {**raw["model"], "num_classes": 10**9}}),
         "accuracy 1.5 is outside": json.dumps({**raw, "accuracy": 1.5}),
+        "model.rounding 'exec' is not one of": json.dumps({**raw, "model": {**raw["model"], "rounding": "exec"}}),
         "is not a SHA-256 hex digest": json.dumps({**raw, "files": {"fusion.pt": {"bytes": 1, "sha256": "abc"}}}),
         "unknown artifact kind 'exe'": json.dumps(
             {**raw, "devices": [{**raw["devices"][0], "artifacts": {"exe": "a.exe"}}, raw["devices"][1]]}
