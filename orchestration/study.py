@@ -210,11 +210,11 @@ def run_study(
         exp_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         exp_dir = storage / exp_name
         exp_dir.mkdir(mode=0o755)
-        storage = optuna_storage(spec, uri)
+        optuna_url = optuna_storage(spec, uri)
         parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
-        if storage:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
-            tracker.set_tags(parent, {"paradis.optuna_storage": storage, "paradis.optuna_study": exp_name})
-        tuner = _tuner(spec, tracker, trainable, exp_name, storage, source)
+        if optuna_url:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
+            tracker.set_tags(parent, {"paradis.optuna_storage": optuna_url, "paradis.optuna_study": exp_name})
+        tuner = _tuner(spec, tracker, trainable, exp_name, optuna_url, source)
         (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []

@@ -265,7 +265,9 @@ def _copies_a_token_it_cannot_chmod(work: Path) -> None:
     bin_dir = work / "bin"
     bin_dir.mkdir()
     _stub(bin_dir, "ray", 'echo "$RAY_AUTH_TOKEN_PATH" > "$HOME/token_path"\n')
-    entry = DOCKER / "entrypoint.sh"
+    entry = work / "entrypoint.sh"  # a copy nobody can read, wherever the checkout is
+    shutil.copy(DOCKER / "entrypoint.sh", entry)
+    entry.chmod(0o755)
     proc = subprocess.run(
         [shutil.which("runuser"), "-u", "nobody", "--", "env", f"HOME={home}", "bash", str(entry), "ray", "status"],
         env={
@@ -275,6 +277,7 @@ def _copies_a_token_it_cannot_chmod(work: Path) -> None:
         },
         capture_output=True,
         text=True,
+        cwd=work,
         timeout=30,
     )
     assert proc.returncode == 0, proc.stderr
