@@ -58,6 +58,16 @@ class Tracker(Protocol):
 
     def download(self, run_id: str, artifact_path: str, dest: str) -> str: ...
 
+    def study_runs(self, study: str) -> list[dict[str, Any]]:
+        """Every parent run of study ``study``, newest first: ``run_id``, ``status``, ``start_ms``,
+        ``end_ms`` (``None`` while running) and ``tags``."""
+
+    def trial_details(self, parent_run_id: str) -> list[dict[str, Any]]:
+        """Every child run of a study's run: ``run_id``, ``name``, ``status`` and ``tags``."""
+
+    def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
+        """The rows of a table that :meth:`log_table` logged (``[]`` where the run has none)."""
+
     # --- the model registry (deploy) -------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, str]) -> str:
         """A new top-level run in the tracker's experiment (e.g. the run of a registered export); its id."""

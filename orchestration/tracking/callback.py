@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from orchestration.tracking.base import Tracker, data_of, trial_metrics
+from paradis.methods import describe_method
 
 FAILED_KEY = "failed_reason"  # a trial's last report names why it ended failed (not retried)
 
@@ -39,7 +40,12 @@ def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
             if trial.trial_id not in self.runs:
                 cfg = config_of(trial.config)
                 params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
-                run_id = tracker.start_trial(trial.trial_id, trial_name(trial), params, tags)
+                # The report (orchestration.report.results) rebuilds the study's records from these two.
+                labels = {
+                    "paradis.method": describe_method(cfg.training),
+                    "paradis.search": json.dumps(trial.config, default=str),
+                }
+                run_id = tracker.start_trial(trial.trial_id, trial_name(trial), params, {**tags, **labels})
                 tracker.log_dataset(run_id, *data_of(cfg))
                 self.runs[trial.trial_id] = run_id
             return self.runs[trial.trial_id]

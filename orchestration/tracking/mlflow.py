@@ -12,6 +12,8 @@ from typing import Any
 
 from orchestration.tracking.base import TrackingError, flatten
 
+TABLE_LIMIT = 50_000_000  # bytes: a logged table is read whole
+
 
 def artifact_location(uri: str, experiment: str) -> str | None:
     """Artifacts of a local store go beside its database (never into the working directory);
@@ -203,6 +205,51 @@ class MlflowTracker:
 
     def download(self, run_id: str, artifact_path: str, dest: str) -> str:
         return self.client.download_artifacts(run_id, artifact_path, dest)
+
+    def study_runs(self, study: str) -> list[dict[str, Any]]:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return []
+        runs = self.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`paradis.role` = 'study' and tags.`paradis.study` = '{study}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+        )
+        return [
+            {
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "start_ms": r.info.start_time,
+                "end_ms": r.info.end_time,
+                "tags": dict(r.data.tags),
+            }
+            for r in runs
+        ]
+
+    def trial_details(self, parent_run_id: str) -> list[dict[str, Any]]:
+        exp_ids = [self.client.get_run(parent_run_id).info.experiment_id]
+        runs = self.client.search_runs(
+            exp_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000
+        )
+        return [
+            {"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status, "tags": dict(r.data.tags)}
+            for r in runs
+        ]
+
+    def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = Path(self.client.download_artifacts(run_id, artifact_file, tmp))
+            except Exception:  # MLflow raises its own and OSError for an absent artifact
+                return []
+            if path.stat().st_size > TABLE_LIMIT:
+                raise TrackingError(f"{artifact_file} of run {run_id} is over {TABLE_LIMIT} bytes")
+            table = json.loads(path.read_text())
+        return [dict(zip(table["columns"], row)) for row in table["data"]]
 
     # --- the model registry (deploy) -------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, str]) -> str:

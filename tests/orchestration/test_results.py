@@ -1,0 +1,219 @@
+"""The reproduction report: a check's verdict from its paired 95 % interval, each claim's comparisons,
+and the command that reads the studies' runs from an MLflow store and writes the report."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from orchestration.report.cli import main
+from orchestration.report.results import (
+    CLAIMS,
+    Check,
+    StudyResult,
+    claim_verdict,
+    closest_in_macs,
+    load_results,
+    results_markdown,
+)
+from orchestration.report.seeds import groups
+from orchestration.report.study import TrialRecord
+from orchestration.spec import load_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _row(switch, top1, macs, trained=True, matches=None, device_macs=None):
+    return {
+        "switch": switch,
+        "trained": trained,
+        "top1": top1,
+        "top5": None,
+        "macs": macs,
+        "max_device_macs": device_macs or macs,
+        "params": 1,
+        "devices": 1,
+        "matches": matches,
+    }
+
+
+def _check(diffs_points, op=">=", bound=0.0):
+    a = {k: 0.5 + d / 100 for k, d in enumerate(diffs_points)}
+    b = dict.fromkeys(a, 0.5)
+    return Check("a - b", "[1.0]", a, b, op, bound)
+
+
+def test_a_check_is_decided_by_where_its_interval_lies():
+    # differences 1, 2, 3 points: mean 2, 95 % interval 2 -+ 4.303 * 1 / sqrt(3) = [-0.484, 4.484]
+    c = _check([1.0, 2.0, 3.0])
+    mean, lo, hi = c.interval()
+    half = 4.302653 / math.sqrt(3)
+    assert mean == pytest.approx(2.0) and (lo, hi) == pytest.approx((2 - half, 2 + half), abs=1e-5)
+    assert c.verdict() == "inconclusive"  # the interval holds 0
+    assert _check([1.0, 2.0, 3.0], bound=-1.0).verdict() == "reproduced"  # all of it above -1
+    assert _check([1.0, 2.0, 3.0], bound=5.0).verdict() == "not reproduced"  # all of it below 5
+    assert _check([-5.0, -5.5, -4.5], "<=", -4.0).verdict() == "inconclusive"  # [-6.24, -3.76]
+    assert _check([-5.0, -5.2, -4.8], "<=", -4.0).verdict() == "reproduced"  # [-5.50, -4.50]
+    assert _check([-1.0, -1.2, -0.8], "<=", -4.0).verdict() == "not reproduced"
+    assert _check([2.0]).verdict() == "inconclusive"  # one seed: no interval
+
+
+def test_checks_pair_by_seed_and_claims_need_every_check():
+    c = Check("a - b", "[1.0]", {0: 0.9, 1: 0.8, 2: 0.7}, {1: 0.75, 2: 0.69}, ">=", 0.0)
+    assert c.diffs == pytest.approx([5.0, 1.0])  # repeat 0 has no partner
+    yes, no, unsure = _check([1.0, 1.1, 0.9]), _check([-1.0, -1.1, -0.9]), _check([1.0, 2.0, 3.0])
+    assert claim_verdict([yes, yes]) == "reproduced"
+    assert claim_verdict([yes, unsure]) == "inconclusive"
+    assert claim_verdict([yes, unsure, no]) == "not reproduced"
+    assert claim_verdict([]) == "inconclusive"
+
+
+def _study(key, records):
+    return StudyResult(key, load_study(ROOT / "studies" / f"{key}.yaml"), run_id="r", wall_s=60.0, records=records)
+
+
+def _baselines(paradis_acc=0.85, individual_acc=0.84, us_acc=0.855):
+    records = []
+    for k in range(3):
+        d = 0.001 * k  # seed to seed spread, the same for every configuration: a paired difference is exact
+        records.append(
+            TrialRecord(
+                f"p{k}",
+                f"paradis-wide-ipkd-seed{k}",
+                "ParaDiS Wide IPKD",
+                {"variant": "paradis-wide-ipkd", "repeat": k},
+                [
+                    _row("[1.0]", paradis_acc + d, 1000),
+                    _row("[0.5, 0.5]", paradis_acc - 0.02 + d, 500, device_macs=250),
+                    _row("[0.5, 0.25, 0.25]", paradis_acc - 0.03 + d, 400, trained=False, device_macs=250),
+                    _row("[4x0.25]", paradis_acc - 0.04 + d, 300, device_macs=75),
+                ],
+            )
+        )
+        records.append(
+            TrialRecord(
+                f"i{k}",
+                f"individual-0.5-0.5-seed{k}",
+                "Individual",
+                {"variant": "individual-0.5-0.5", "repeat": k},
+                [_row("[0.5, 0.5]", individual_acc - 0.02 + d, 500)],
+            )
+        )
+        us_rows = [
+            _row("[1.0]", us_acc + d, 1000),
+            _row("[0.5]", us_acc - 0.08 + d, 260),
+            _row("[0.25]", us_acc - 0.2 + d, 70),
+            _row("[0.7]", us_acc - 0.02 + d, 500, matches="[0.5, 0.5]"),
+            _row("[0.625]", us_acc - 0.03 + d, 400, matches="[0.5, 0.25, 0.25]"),
+            _row("[0.55]", us_acc - 0.04 + d, 300, matches="[4x0.25]"),
+        ]
+        records.append(
+            TrialRecord(f"u{k}", f"us-seed{k}", "US Wide IPKD", {"variant": "us-wide-ipkd", "repeat": k}, us_rows)
+        )
+    return _study("baselines", records)
+
+
+def test_c1_compares_each_individual_model_with_the_paradis_switch_of_its_structure():
+    checks = CLAIMS["C1"].checks({"baselines": _baselines()})
+    assert [(c.what, c.switch) for c in checks] == [("ParaDiS Wide IPKD - individual-0.5-0.5", "[0.5, 0.5]")]
+    assert checks[0].diffs == pytest.approx([1.0, 1.0, 1.0]) and checks[0].verdict() == "reproduced"
+    worse = CLAIMS["C1"].checks({"baselines": _baselines(individual_acc=0.87)})
+    assert claim_verdict(worse) == "not reproduced"
+
+
+def test_c2_uses_the_us_width_matched_in_total_macs_and_c5_the_one_matched_per_device():
+    results = {"baselines": _baselines()}
+    c2 = CLAIMS["C2"].checks(results)
+    assert [c.switch for c in c2] == ["[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]"]
+    assert all(c.diffs == pytest.approx([-0.5] * 3) for c in c2)  # within the 1 point allowed
+    assert claim_verdict(c2) == "reproduced"
+    c5 = CLAIMS["C5"].checks(results)
+    # per device [0.5, 0.5] and [0.5, 0.25, 0.25] run 250 MACs ([0.5]: 260), [4x0.25] 75 ([0.25]: 70)
+    assert [c.what for c in c5] == [
+        "ParaDiS [0.5, 0.5] - US [0.5] (same MACs per device)",
+        "ParaDiS [0.5, 0.25, 0.25] - US [0.5] (same MACs per device)",
+        "ParaDiS [4x0.25] - US [0.25] (same MACs per device)",
+    ]
+    assert c5[2].diffs == pytest.approx([15.5] * 3) and claim_verdict(c5) == "reproduced"
+
+
+def test_closest_in_macs_ignores_rows_that_stand_for_a_matched_switch():
+    us = next(g for g in groups(_baselines().records) if g.name == "us-wide-ipkd")
+    assert closest_in_macs(us, 480) == "[0.5]"  # [0.7] (500 MACs) is a matched row, not a direct one
+    assert closest_in_macs(us, 990) == "[1.0]"
+
+
+def test_c6_compares_each_for_free_switch_with_its_cheaper_trained_neighbour():
+    records = [
+        TrialRecord(
+            f"f{k}",
+            f"five-{k}",
+            "ParaDiS Wide IPKD-A",
+            {"training.switches": "five", "repeat": k},
+            [
+                _row("[0.5, 0.5]", 0.85, 500),
+                _row("[4x0.25]", 0.83, 300),
+                _row("[0.5, 0.25, 0.25]", 0.80 + 0.001 * k, 400, trained=False),
+                _row("[8x0.125]", 0.80, 150),
+            ],
+        )
+        for k in range(3)
+    ]
+    checks = CLAIMS["C6"].checks({"for_free": _study("for_free", records)})
+    assert [c.what for c in checks] == ["[0.5, 0.25, 0.25] (for free) - [4x0.25] (trained)"]
+    assert checks[0].verdict() == "not reproduced"  # 3 points below
+
+
+def test_the_report_says_which_studies_are_missing():
+    spec = load_study(ROOT / "studies" / "ablation.yaml")
+    text = results_markdown({"baselines": _baselines(), "ablation": StudyResult("ablation", spec)}, "cmd")
+    assert "| C1 |" in text and "## C4: inconclusive" in text
+    assert "No data: ablation not run in this tracking store." in text
+    assert "Not run in this tracking store" in text
+    assert "studies/paper/ablation_mobilenet_imagenet.yaml" in text
+    for key in CLAIMS:
+        assert f"## {key}: " in text
+
+
+def _log_study(uri, spec_key, records, status="FINISHED"):
+    from orchestration.tracking import open_tracker
+
+    spec = load_study(ROOT / "studies" / f"{spec_key}.yaml")
+    tracker = open_tracker(uri, spec.tracking.experiment)
+    parent = tracker.start_study(spec.name, {"paradis.study": spec.name}, {})
+    for r in records:
+        tags = {"paradis.study": spec.name, "paradis.method": r.label, "paradis.search": json.dumps(r.params)}
+        run = tracker.start_trial(r.trial_id, r.name, {}, tags)
+        tracker.log_table(run, r.rows, "table/switches.json")
+        tracker.finish(run, "FINISHED")
+    tracker.finish(parent, status)
+    return parent
+
+
+def test_the_command_reads_the_newest_finished_run_of_each_study(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _log_study(uri, "baselines", _baselines(individual_acc=0.87).records)
+    newest = _log_study(uri, "baselines", _baselines().records)
+    _log_study(uri, "baselines", _baselines(individual_acc=0.99).records[:2], status="FAILED")  # newer, failed
+
+    results = load_results(uri, ROOT / "studies", ["baselines", "ablation"])
+    assert results["baselines"].run_id == newest and results["ablation"].run_id is None
+    assert len(results["baselines"].records) == 9
+    assert claim_verdict(CLAIMS["C1"].checks(results)) == "reproduced"
+
+    out = tmp_path / "RESULTS.md"
+    assert main(["results", "--tracking-uri", uri, "--output", str(out), "--study", "baselines"]) == 0
+    text = out.read_text()
+    assert "## C1: reproduced" in text and f"Run `{newest}`: 9 of 9 trials finished, 3 seed(s)" in text
+    assert "sqlite:///.../mlflow.db" in text and str(tmp_path) not in text  # no path of this machine
+
+
+def test_the_command_refuses_a_missing_store_in_one_line(tmp_path, capsys):
+    code = main(["results", "--tracking-uri", f"sqlite:///{tmp_path}/none.db", "--output", str(tmp_path / "r.md")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("report: error: no MLflow store") and err.count("\n") == 1
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "m.db").touch()
+    code = main(["results", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--output", "/nonexistent/dir/r.md"])
+    assert code == 2 and "its folder does not exist" in capsys.readouterr().err
