@@ -360,7 +360,7 @@ def check_table(checks: Sequence[Check]) -> list[str]:
 
 
 def _wall(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+    return "not run" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def study_section(result: StudyResult) -> list[str]:
@@ -397,11 +397,12 @@ def results_markdown(results: dict[str, StudyResult], command: str) -> str:
         "satisfies the statement, *not reproduced* when none of it does, *inconclusive* otherwise or with",
         "fewer than two seeds. A claim is reproduced when all its checks are, not reproduced when any is not.",
         "",
-        "| claim | statement | studies | verdict |",
+        "| claim | statement | studies (wall time) | verdict |",
         "|---|---|---|---|",
     ]
     for key, c in CLAIMS.items():
-        lines.append(f"| {key} | {c.statement} | {', '.join(c.studies)} | **{verdicts[key]}** |")
+        studies = ", ".join(f"{s} ({_wall(results[s].wall_s) if s in results else 'not read'})" for s in c.studies)
+        lines.append(f"| {key} | {c.statement} | {studies} | **{verdicts[key]}** |")
     lines.append("")
     for key, c in CLAIMS.items():
         checks = c.checks(results)

@@ -178,17 +178,17 @@ def test_every_reduced_study_runs_with_smoke(study_env, tmp_path, study, experim
 
 
 def test_repeated_seeds_give_means_intervals_and_paired_differences(study_env, tmp_path):
-    variants = "search.variants={a: {training.beta: 0.0}, b: {training.distillation: ipkd}}"
-    args = ["studies/quickstart.yaml", "--smoke", "--set", variants, "--set", "repeats=2", "--set", "compare=a"]
+    variants = "search.variants={wide-ipkd: {training.beta: 0.0}, b: {training.distillation: ipkd}}"
+    args = ["studies/quickstart.yaml", "--smoke", "--set", variants, "--set", "repeats=2", "--set", "compare=wide-ipkd"]
     proc = run_study(args, study_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "4 of 4 trials finished" in proc.stdout
     client, parents, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
     assert sorted((c.data.params["search.variant"], c.data.params["search.repeat"]) for c in children) == [
-        ("a", "0"),
-        ("a", "1"),
         ("b", "0"),
         ("b", "1"),
+        ("wide-ipkd", "0"),
+        ("wide-ipkd", "1"),
     ]
     assert {c.data.params["training.seed"] for c in children} == {"0", "1"}
     parent = parents[0]
@@ -197,6 +197,17 @@ def test_repeated_seeds_give_means_intervals_and_paired_differences(study_env, t
     summary = Path(client.download_artifacts(parent.info.run_id, "study/summary.md", str(tmp_path / "dl")))
     assert " (2) |" in summary.read_text()
     assert "diff/b/1.0" in parent.data.metrics
+
+    # the reproduction report reads the same runs back: C3 from the wide-ipkd configuration's 2 seeds
+    from orchestration.report.cli import main as report
+
+    out = tmp_path / "RESULTS.md"
+    uri = f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    assert report(["results", "--tracking-uri", uri, "--output", str(out), "--study", "quickstart"]) == 0
+    text = out.read_text()
+    assert f"Run `{parent.info.run_id}`: 4 of 4 trials finished, 2 seed(s)" in text
+    assert "| quickstart/wide-ipkd: [0.5, 0.5] - it | [0.5, 0.25, 0.25] |" in text
+    assert "| b | ParaDiS IPKD |" in text  # the summary table, with each configuration's method
 
 
 def test_an_optuna_trial_trains_its_seeds_and_reports_their_mean(study_env, tmp_path):

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run the reduced studies with 3 seeds on the full Fashion-MNIST test set, then write docs/RESULTS.md
+# from their runs. Several hours on 2 CPU cores; each study resumes with --resume if interrupted.
+#   bash scripts/reproduce.sh                      # every study, store in $PARADIS_HOME/mlflow.db
+#   bash scripts/reproduce.sh baselines ablation   # only these (the report still reads all nine)
+# PARADIS_HOME (default ~/paradis) holds the MLflow store and Ray's results; REPEATS (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+HOME_DIR=${PARADIS_HOME:-$HOME/paradis}
+export PARADIS_HOME=$HOME_DIR
+REPEATS=${REPEATS:-3}
+STUDIES=("$@")
+if [ ${#STUDIES[@]} -eq 0 ]; then
+  STUDIES=(quickstart baselines ablation scaling_8_switches for_free sr_paradis pareco search search_multiobjective)
+fi
+mkdir -p "$HOME_DIR"
+for study in "${STUDIES[@]}"; do
+  start=$(date +%s)
+  echo "[reproduce] $study: repeats=$REPEATS, full test set"
+  "$PY" orchestration/run_study.py "studies/$study.yaml" --set "repeats=$REPEATS" --set data.test_subset=null \
+    > "$HOME_DIR/reproduce-$study.log" 2>&1 || echo "[reproduce] $study failed: see $HOME_DIR/reproduce-$study.log"
+  echo "[reproduce] $study: $(( $(date +%s) - start )) s"
+done
+"$PY" -m orchestration.report results --tracking-uri "sqlite:///$HOME_DIR/mlflow.db"
