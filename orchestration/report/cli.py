@@ -18,8 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("results", help="the reproduction report: each claim's checks and verdict")
     r.add_argument("--tracking-uri", required=True, help="the MLflow store the studies ran in")
-    r.add_argument("--output", default=str(ROOT / "docs" / "RESULTS.md"), help="where to write the report")
+    r.add_argument("--output", help="where to write the report (docs/RESULTS.md; at --scale paper RESULTS_paper.md)")
     r.add_argument("--studies-dir", default=str(ROOT / "studies"), help="the folder of the study files")
+    r.add_argument(
+        "--scale",
+        choices=("reduced", "paper"),
+        default="reduced",
+        help="read the reduced studies (studies/*.yaml) or those at the paper's scale (studies/paper/)",
+    )
     r.add_argument("--study", action="append", choices=REDUCED_STUDIES, help="only these studies (default: all nine)")
     return p
 
@@ -30,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.tracking import TrackingError, check_tracking
     from paradis.config import ConfigError
 
-    uri, output = args.tracking_uri, Path(args.output)
+    uri = args.tracking_uri
+    default = "RESULTS.md" if args.scale == "reduced" else f"RESULTS_{args.scale}.md"
+    output = Path(args.output or ROOT / "docs" / default)
     try:
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
             raise TrackingError(f"no MLflow store at {uri}: the file does not exist")
@@ -38,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
             raise OSError(f"--output {str(output)!r}: its folder does not exist")
         check_tracking(uri)
         keys = args.study or REDUCED_STUDIES
-        results = load_results(uri, Path(args.studies_dir), keys)
+        results = load_results(uri, Path(args.studies_dir), keys, args.scale)
         command = "python -m orchestration.report results --tracking-uri " + shlex.quote(_shown(uri))
-        text = results_markdown(results, command)
+        command += "" if args.scale == "reduced" else f" --scale {args.scale}"
+        text = results_markdown(results, command, args.scale)
         output.write_text(text)
     except (ConfigError, TrackingError, OSError) as err:
         return _error(err)
-    print(f"report: wrote {output} ({sum(r.run_id is not None for r in results.values())} of {len(keys)} studies run)")
+    print(
+        f"report: wrote {output} ({sum(r.run_id is not None for r in results.values())} of {len(results)} studies run)"
+    )
     return 0
 
 

@@ -217,3 +217,16 @@ def test_the_command_refuses_a_missing_store_in_one_line(tmp_path, capsys):
     (tmp_path / "m.db").touch()
     code = main(["results", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--output", "/nonexistent/dir/r.md"])
     assert code == 2 and "its folder does not exist" in capsys.readouterr().err
+
+
+def test_at_the_paper_scale_the_same_claims_read_the_studies_of_studies_paper(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _log_study(uri, "baselines", _baselines(individual_acc=0.87).records)  # the reduced run: not read
+    paper = _log_study(uri, "paper/baselines_mobilenet_imagenet", _baselines().records)
+    results = load_results(uri, ROOT / "studies", ["quickstart", "baselines"], scale="paper")
+    assert list(results) == ["baselines"] and results["baselines"].run_id == paper
+    out = tmp_path / "paper.md"
+    assert main(["results", "--tracking-uri", uri, "--scale", "paper", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "## C1: reproduced" in text and "at the paper's scale" in text
+    assert "`studies/paper/baselines_mobilenet_imagenet.yaml`" in text and "--scale paper" in text
