@@ -67,20 +67,33 @@ class StudyResult:
         return [g for g in groups(self.records) if g.params.get(key) == value]
 
 
+def search_values(trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial's searched values: the ``paradis.search`` tag, else (runs of older versions) its
+    ``search.*`` params, which MLflow keeps as strings."""
+    try:
+        params = json.loads(trial["tags"].get("paradis.search") or "null")
+    except json.JSONDecodeError:
+        params = None
+    if isinstance(params, dict):
+        return params
+    out: dict[str, Any] = {}
+    for key, value in (trial.get("params") or {}).items():
+        if key.startswith("search."):
+            out[key[len("search.") :]] = int(value) if key == "search.repeat" and value.isdigit() else value
+    return out
+
+
 def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     """A child run as the study reporter's :class:`TrialRecord` (its search values from the
     ``paradis.search`` tag, the method's label from ``paradis.method``)."""
     tags = trial["tags"]
-    try:
-        params = json.loads(tags.get("paradis.search") or "{}")
-    except json.JSONDecodeError:
-        params = {}
+    params = search_values(trial)
     status = "TERMINATED" if trial["status"] == "FINISHED" else trial["status"]
     return TrialRecord(
         tags.get("paradis.trial_id", trial["run_id"]),
         trial["name"] or trial["run_id"],
         tags.get("paradis.method", "?"),
-        params if isinstance(params, dict) else {},
+        params,
         rows,
         status,
     )
@@ -364,7 +377,7 @@ def check_table(checks: Sequence[Check]) -> list[str]:
     for c in checks:
         mean, lo, hi = c.interval()
         interval = "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-        statement = f"{c.op} {c.bound:+g}"
+        statement = f"{c.op} {c.bound:g}"
         lines.append(
             f"| {c.what} | {c.switch} | {_points(mean)} | {interval} | {len(c.diffs)} | {statement} | {c.verdict()} |"
         )

@@ -63,7 +63,8 @@ class Tracker(Protocol):
         ``end_ms`` (``None`` while running) and ``tags``."""
 
     def trial_details(self, parent_run_id: str) -> list[dict[str, Any]]:
-        """Every child run of a study's run: ``run_id``, ``name``, ``status`` and ``tags``."""
+        """Every child run of a study's run: ``run_id``, ``name``, ``status``, ``tags`` and ``params``
+        (as logged: strings)."""
 
     def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
         """The rows of a table that :meth:`log_table` logged (``[]`` where the run has none)."""

@@ -233,7 +233,13 @@ class MlflowTracker:
             exp_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000
         )
         return [
-            {"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status, "tags": dict(r.data.tags)}
+            {
+                "run_id": r.info.run_id,
+                "name": r.info.run_name,
+                "status": r.info.status,
+                "tags": dict(r.data.tags),
+                "params": dict(r.data.params),
+            }
             for r in runs
         ]
 

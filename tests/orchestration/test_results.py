@@ -230,3 +230,13 @@ def test_at_the_paper_scale_the_same_claims_read_the_studies_of_studies_paper(tm
     text = out.read_text()
     assert "## C1: reproduced" in text and "at the paper's scale" in text
     assert "`studies/paper/baselines_mobilenet_imagenet.yaml`" in text and "--scale paper" in text
+
+
+def test_runs_without_the_search_tag_are_read_from_their_search_params():
+    from orchestration.report.results import search_values
+
+    tagged = {"tags": {"paradis.search": '{"variant": "a", "repeat": 2}'}, "params": {"search.variant": "x"}}
+    assert search_values(tagged) == {"variant": "a", "repeat": 2}
+    older = {"tags": {}, "params": {"search.variant": "a", "search.repeat": "2", "training.lr": "0.2"}}
+    assert search_values(older) == {"variant": "a", "repeat": 2}
+    assert search_values({"tags": {"paradis.search": "not json"}, "params": {}}) == {}
