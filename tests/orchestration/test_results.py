@@ -240,3 +240,25 @@ def test_runs_without_the_search_tag_are_read_from_their_search_params():
     older = {"tags": {}, "params": {"search.variant": "a", "search.repeat": "2", "training.lr": "0.2"}}
     assert search_values(older) == {"variant": "a", "repeat": 2}
     assert search_values({"tags": {"paradis.search": "not json"}, "params": {}}) == {}
+
+
+def test_c7_pairs_each_narrow_switch_of_the_eight_with_the_us_width_of_its_macs_across_studies():
+    eight = [
+        TrialRecord(
+            f"e{k}",
+            f"eight-{k}",
+            "ParaDiS Wide IPKD",
+            {"training.switches": "eight", "repeat": k},
+            [_row("[1.2]", 0.80, 1400), _row("[1.0]", 0.80 + 0.001 * k, 1000), _row("[0.5]", 0.70, 255)],
+        )
+        for k in range(3)
+    ]
+    results = {"scaling_8_switches": _study("scaling_8_switches", eight), "baselines": _baselines()}
+    checks = CLAIMS["C7"].checks(results)
+    assert [c.what for c in checks] == [
+        "8 switches [1.0] - US [1.0] (same MACs)",
+        "8 switches [0.5] - US [0.5] (same MACs)",
+    ]
+    # [1.0]: 80 + 0.1 k against 85.5 + 0.1 k: 5.5 points below; [0.5]: 70 against 77.5 + 0.1 k
+    assert checks[0].diffs == pytest.approx([-5.5] * 3) and claim_verdict(checks) == "reproduced"
+    assert CLAIMS["C7"].checks({"scaling_8_switches": results["scaling_8_switches"]}) == []  # no US to compare
