@@ -375,18 +375,24 @@ def _points(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}"
 
 
+def _mean_of(values: dict[int, float], seeds: list[int]) -> str:
+    return f"{100 * sum(values[k] for k in seeds) / len(seeds):.2f}" if seeds else "n/a"
+
+
 def check_table(checks: Sequence[Check]) -> list[str]:
+    """A row per check: both sides' mean accuracy over the paired seeds, their difference, its
+    interval, the statement and the verdict."""
     lines = [
-        "| comparison | switch | difference (points) | 95 % interval | n | statement | verdict |",
-        "|---|---|---:|---|---:|---|---|",
+        "| comparison | switch | a (%) | b (%) | a - b (points) | 95 % interval | n | statement | verdict |",
+        "|---|---|---:|---:|---:|---|---:|---|---|",
     ]
     for c in checks:
         mean, lo, hi = c.interval()
+        seeds = sorted(set(c.a) & set(c.b))
         interval = "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-        statement = f"{c.op} {c.bound:g}"
-        lines.append(
-            f"| {c.what} | {c.switch} | {_points(mean)} | {interval} | {len(c.diffs)} | {statement} | {c.verdict()} |"
-        )
+        cells = [c.what, c.switch, _mean_of(c.a, seeds), _mean_of(c.b, seeds), _points(mean), interval]
+        cells += [str(len(seeds)), f"a - b {c.op} {c.bound:g}", c.verdict()]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
