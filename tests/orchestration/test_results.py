@@ -59,6 +59,14 @@ def test_a_check_is_decided_by_where_its_interval_lies():
     assert _check([2.0]).verdict() == "inconclusive"  # one seed: no interval
 
 
+def test_seeds_to_decide_is_where_the_t_interval_would_exclude_the_bound():
+    # mean 2, sd 1: half-width t(0.975, n-1) / sqrt(n) is 2.48 at n = 3, 1.59 at n = 4
+    assert _check([1.0, 2.0, 3.0]).seeds_to_decide() == 4
+    assert _check([1.0, 2.0, 3.0], bound=-1.0).seeds_to_decide() is None  # decided already
+    assert _check([2.0]).seeds_to_decide() is None  # no spread to go by
+    assert _check([-1.0, 1.0, 0.01]).seeds_to_decide() is None  # over 1000 seeds
+
+
 def test_checks_pair_by_seed_and_claims_need_every_check():
     c = Check("a - b", "[1.0]", {0: 0.9, 1: 0.8, 2: 0.7}, {1: 0.75, 2: 0.69}, ">=", 0.0)
     assert c.diffs == pytest.approx([5.0, 1.0])  # repeat 0 has no partner
@@ -169,7 +177,7 @@ def test_the_report_says_which_studies_are_missing():
     spec = load_study(ROOT / "studies" / "ablation.yaml")
     text = results_markdown({"baselines": _baselines(), "ablation": StudyResult("ablation", spec)}, "cmd")
     assert "| C1 |" in text and "## C4: inconclusive" in text
-    assert "No data: ablation not run in this tracking store." in text
+    assert "No data: quickstart, ablation not run in this tracking store." in text
     assert "Not run in this tracking store" in text
     assert "studies/paper/ablation_mobilenet_imagenet.yaml" in text
     for key in CLAIMS:
