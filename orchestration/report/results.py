@@ -221,10 +221,17 @@ def _narrow(row: dict[str, Any]) -> bool:
     return parse_switch(row["switch"]).total <= 1.0 + 1e-9
 
 
-def closest_in_macs(group: Group, macs: float) -> str | None:
-    """The switch of ``group`` evaluated directly whose total multiply-adds are closest to ``macs``."""
-    rows = {row["switch"]: row["macs"] for r in group.records for row in r.rows if not row.get("matches")}
-    return min(rows, key=lambda s: abs(rows[s] - macs)) if rows else None
+def closest_in_macs(group: Group, macs: float) -> tuple[str, int] | None:
+    """The width of ``group`` (a US or slimmable configuration, up to 1.0) evaluated at the total
+    multiply-adds closest to ``macs``, and its multiply-adds. Widths evaluated because their cost
+    matches a ParaDiS switch count as well: each is a real evaluation at that width."""
+    rows = {row["switch"]: row["macs"] for r in group.records for row in r.rows if _narrow(row)}
+    best = min(rows, key=lambda s: abs(rows[s] - macs)) if rows else None
+    return (best, rows[best]) if best else None
+
+
+def _mmacs(macs: float) -> str:
+    return f"{macs / 1e6:.2f} MMACs"
 
 
 @claim(
@@ -338,10 +345,11 @@ def _c5(results: dict[str, StudyResult]) -> list[Check]:
     checks = []
     for s in DISTRIBUTABLE:
         row = _row(paradis, s) if paradis else None
-        width = closest_in_macs(us, row["max_device_macs"]) if row and us else None
-        if width:
-            a, b = by_seed(paradis, s), by_seed(us, width)
-            checks.append(Check(f"ParaDiS {s} - US {width} (same MACs per device)", s, a, b, ">=", 0.0))
+        match = closest_in_macs(us, row["max_device_macs"]) if row and us else None
+        if match:
+            width, macs = match
+            what = f"ParaDiS {s} ({_mmacs(row['max_device_macs'])} per device) - US {width} ({_mmacs(macs)})"
+            checks.append(Check(what, s, by_seed(paradis, s), by_seed(us, width), ">=", 0.0))
     return checks
 
 
@@ -388,12 +396,11 @@ def _c7(results: dict[str, StudyResult]) -> list[Check]:
             key=lambda row: -row["macs"],
         )
         for row in trained:
-            width = closest_in_macs(us, row["macs"]) if us else None
-            if width:
-                a, b = by_seed(g, row["switch"]), by_seed(us, width)
-                checks.append(
-                    Check(f"8 switches {row['switch']} - US {width} (same MACs)", row["switch"], a, b, "<=", -4.0)
-                )
+            match = closest_in_macs(us, row["macs"]) if us else None
+            if match:
+                width, macs = match
+                what = f"8 switches {row['switch']} ({_mmacs(row['macs'])}) - US {width} ({_mmacs(macs)})"
+                checks.append(Check(what, row["switch"], by_seed(g, row["switch"]), by_seed(us, width), "<=", -4.0))
     return checks
 
 

@@ -138,18 +138,18 @@ def test_c2_uses_the_us_width_matched_in_total_macs_and_c5_the_one_matched_per_d
     assert claim_verdict(c2) == "reproduced"
     c5 = CLAIMS["C5"].checks(results)
     # per device [0.5, 0.5] and [0.5, 0.25, 0.25] run 250 MACs ([0.5]: 260), [4x0.25] 75 ([0.25]: 70)
-    assert [c.what for c in c5] == [
-        "ParaDiS [0.5, 0.5] - US [0.5] (same MACs per device)",
-        "ParaDiS [0.5, 0.25, 0.25] - US [0.5] (same MACs per device)",
-        "ParaDiS [4x0.25] - US [0.25] (same MACs per device)",
+    assert [c.what.split(" - ")[1] for c in c5] == [
+        "US [0.5] (0.00 MMACs)",
+        "US [0.5] (0.00 MMACs)",
+        "US [0.25] (0.00 MMACs)",
     ]
     assert c5[2].diffs == pytest.approx([15.5] * 3) and claim_verdict(c5) == "reproduced"
 
 
-def test_closest_in_macs_ignores_rows_that_stand_for_a_matched_switch():
+def test_closest_in_macs_counts_the_widths_evaluated_for_a_match():
     us = next(g for g in groups(_baselines().records) if g.name == "us-wide-ipkd")
-    assert closest_in_macs(us, 480) == "[0.5]"  # [0.7] (500 MACs) is a matched row, not a direct one
-    assert closest_in_macs(us, 990) == "[1.0]"
+    assert closest_in_macs(us, 480) == ("[0.7]", 500)  # evaluated because it matches [0.5, 0.5] in cost
+    assert closest_in_macs(us, 990) == ("[1.0]", 1000)
 
 
 def test_c6_compares_each_for_free_switch_with_its_cheaper_trained_neighbour():
@@ -263,9 +263,9 @@ def test_c7_pairs_each_narrow_switch_of_the_eight_with_the_us_width_of_its_macs_
     ]
     results = {"scaling_8_switches": _study("scaling_8_switches", eight), "baselines": _baselines()}
     checks = CLAIMS["C7"].checks(results)
-    assert [c.what for c in checks] == [
-        "8 switches [1.0] - US [1.0] (same MACs)",
-        "8 switches [0.5] - US [0.5] (same MACs)",
+    assert [(c.switch, c.what.split(" - US ")[1]) for c in checks] == [
+        ("[1.0]", "[1.0] (0.00 MMACs)"),
+        ("[0.5]", "[0.5] (0.00 MMACs)"),
     ]
     # [1.0]: 80 + 0.1 k against 85.5 + 0.1 k: 5.5 points below; [0.5]: 70 against 77.5 + 0.1 k
     assert checks[0].diffs == pytest.approx([-5.5] * 3) and claim_verdict(checks) == "reproduced"
