@@ -479,6 +479,8 @@ def results_markdown(results: dict[str, StudyResult], command: str, scale: str =
         "fewer than two seeds. A claim is reproduced when all its checks are, not reproduced when any is not.",
         "*Seeds to decide*: for an inconclusive check, the fewest seeds whose interval would leave the bound",
         "out if the mean difference and its spread stayed as measured (an estimate, not a promise).",
+        "Each claim names the study at the paper's scale that would decide it; run that with `--set repeats=3`",
+        "(or more) and this command with `--scale paper`.",
         "",
         "| claim | statement | studies (wall time) | verdict |",
         "|---|---|---|---|",
