@@ -254,8 +254,11 @@ class MlflowTracker:
                 return []
             if path.stat().st_size > TABLE_LIMIT:
                 raise TrackingError(f"{artifact_file} of run {run_id} is over {TABLE_LIMIT} bytes")
-            table = json.loads(path.read_text())
-        return [dict(zip(table["columns"], row)) for row in table["data"]]
+            try:
+                table = json.loads(path.read_text())
+                return [dict(zip(table["columns"], row)) for row in table["data"]]
+            except (ValueError, KeyError, TypeError) as err:
+                raise TrackingError(f"{artifact_file} of run {run_id} is not a logged table: {err}") from None
 
     # --- the model registry (deploy) -------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, str]) -> str:

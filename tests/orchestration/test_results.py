@@ -270,3 +270,18 @@ def test_c7_pairs_each_narrow_switch_of_the_eight_with_the_us_width_of_its_macs_
     # [1.0]: 80 + 0.1 k against 85.5 + 0.1 k: 5.5 points below; [0.5]: 70 against 77.5 + 0.1 k
     assert checks[0].diffs == pytest.approx([-5.5] * 3) and claim_verdict(checks) == "reproduced"
     assert CLAIMS["C7"].checks({"scaling_8_switches": results["scaling_8_switches"]}) == []  # no US to compare
+
+
+def test_a_malformed_table_in_the_store_is_one_line_naming_the_run(tmp_path, capsys):
+    from orchestration.tracking import open_tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = _log_study(uri, "baselines", _baselines().records[:1])
+    tracker = open_tracker(uri, "paradis-baselines")
+    run = tracker.trial_details(parent)[0]["run_id"]
+    tracker.log_text(run, '{"columns": ["switch"]}', "table/switches.json")  # no "data"
+    code = main(["results", "--tracking-uri", uri, "--output", str(tmp_path / "r.md"), "--study", "baselines"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("report:")]  # MLflow logs its set-up too
+    assert code == 2 and len(lines) == 1 and f"table/switches.json of run {run} is not a logged table" in lines[0]
+    assert not (tmp_path / "r.md").exists()
