@@ -1,5 +1,6 @@
 """Checks that need more than the spec's own values, run once before Ray starts: the storage path can
-be written, and every trial's switches give whole channels in its model."""
+be written, every trial's switches give whole channels in its model, and an Optuna searcher can be
+saved by Tune."""
 
 from __future__ import annotations
 
@@ -66,4 +67,19 @@ def check_switches(spec, source: str) -> None:
                 raise ConfigError(f"{source}: trial {desc}: {where}: {err}") from None
 
 
-__all__ = ["check_storage", "check_switches"]
+def check_search(spec, source: str) -> None:
+    """An Optuna search's searcher can be saved by Tune (it pickles it when the Tuner is created and at
+    every experiment checkpoint): a release that breaks that is one line here, not a traceback after
+    Ray started."""
+    if spec.search.kind != "optuna":
+        return
+    from orchestration.samplers import picklable_check
+    from orchestration.search import SEARCHES
+
+    _, searcher = SEARCHES["optuna"].setup(spec)
+    problem = picklable_check(searcher)
+    if problem:
+        raise ConfigError(f"{source}: search: {problem}")
+
+
+__all__ = ["check_search", "check_storage", "check_switches"]

@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preflight(spec, source: str, resume: bool = False) -> str:
-    """Check the storage path, the data set, every trial's switches in its model and the tracking
-    store before anything starts; the tracking URI."""
+    """Check the storage path, the data set, every trial's switches in its model, the searcher and the
+    tracking store before anything starts; the tracking URI."""
     import logging
 
-    from orchestration.preflight import check_storage, check_switches
+    from orchestration.preflight import check_search, check_storage, check_switches
     from orchestration.study import NothingToResume
     from orchestration.tracking import check_tracking, resolve_tracking_uri
 
@@ -80,6 +80,7 @@ def _preflight(spec, source: str, resume: bool = False) -> str:
     check_storage(spec, source)
     check_dataset(spec.data.name, spec.data.root)
     check_switches(spec, source)
+    check_search(spec, source)
     import mlflow.tracking  # noqa: F401  (its import sets its logger's level; ours is set after)
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -51,12 +51,11 @@ def _grid_describe(spec, n: int) -> list[str]:
 
 
 def _sampler(spec):
-    import optuna
+    """The spec's sampler, built so that Tune can save it whatever the Optuna release
+    (:mod:`orchestration.samplers`)."""
+    from orchestration.samplers import RestorableSampler, SamplerSpec
 
-    seed = spec.search.seed
-    if spec.search.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return RestorableSampler(SamplerSpec(spec.search.sampler, spec.search.seed))
 
 
 def _optuna_setup(spec, **_storage):

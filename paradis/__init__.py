@@ -40,7 +40,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 __version__ = "0.1.0"
 
 
-__getattr__ = lazy_names('paradis', _LAZY, globals())
+__getattr__ = lazy_names("paradis", _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

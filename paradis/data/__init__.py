@@ -56,7 +56,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 ]
 
 
-__getattr__ = lazy_names('paradis.data', _LAZY, globals())
+__getattr__ = lazy_names("paradis.data", _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -33,7 +33,7 @@ __all__ = [  # noqa: RUF022 (grouped as _LAZY)
 ]
 
 
-__getattr__ = lazy_names('paradis.engine', _LAZY, globals())
+__getattr__ = lazy_names("paradis.engine", _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

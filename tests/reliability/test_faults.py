@@ -151,9 +151,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
         assert sorted(set(_steps(client, c))) == [1, 2, 3]
 
 
-def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(study_env, tmp_path):
+@pytest.mark.parametrize("study", ["search", "search_multiobjective"])  # TPE; NSGA-II
+def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(study_env, tmp_path, study):
     db = tmp_path / "home" / "mlflow.db"
-    args = ["studies/search.yaml", "--smoke", "--set", "scheduler.kind=none"]
+    args = [f"studies/{study}.yaml", "--smoke", "--set", "scheduler.kind=none"]
     _kill_driver_after_first_epoch(args, study_env, db, "paradis-search")
     proc = run_study([*args, "--resume"], study_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
