@@ -2,7 +2,9 @@
 # MLflow tracking server with a PostgreSQL backend and basic authentication.
 FROM python:3.11.11-slim-bookworm
 
-RUN pip install --no-cache-dir "mlflow[auth]==3.17.2" "psycopg[binary]==3.3.9" \
+# the versions of the lock of tested versions (scripts/lock.sh)
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt "mlflow[auth]" "psycopg[binary]" \
     && useradd --create-home --uid 1000 mlflow \
     && mkdir -p /mlartifacts && chown mlflow /mlartifacts
 COPY --chown=mlflow docker/mlflow-entrypoint.sh docker/mlflow-writer.py /usr/local/bin/
