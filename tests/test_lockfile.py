@@ -12,8 +12,7 @@ _spec.loader.exec_module(lockfile)
 
 def test_parse_reads_pins_and_skips_comments_and_markers():
     text = (
-        "# python: 3.11\nTorch==2.14.1\nruamel.yaml==0.18.6  # why\n"
-        "executorch==1.5.1 ; sys_platform == 'linux'\nx>=1\n"
+        "# python: 3.11\nTorch==2.14.1\nruamel.yaml==0.18.6  # why\nexecutorch==1.5.1 ; sys_platform == 'linux'\nx>=1\n"
     )
     assert lockfile.parse(text) == {"torch": "2.14.1", "ruamel-yaml": "0.18.6", "executorch": "1.5.1"}
     assert lockfile.header(text) == {"python": "3.11"}
