@@ -26,13 +26,13 @@ trap 'rm -rf "$work"' EXIT
 .venv-latest/bin/python -m pytest -q -p no:cacheprovider --junitxml="$work/latest.xml" "${selection[@]}" \
     >"$work/latest.log" 2>&1 || true
 tail -1 "$work/latest.log" | sed 's/^/canary: with the newest releases: /'
-mapfile -t failed < <(.venv/bin/python scripts/lockfile.py failures "$work/latest.xml")
+mapfile -t failed < <(.venv/bin/python scripts/lockfile.py failures "$work/latest.xml" | sed "/^$/d")
 if ((${#failed[@]} == 0)); then
     echo "canary: the newest releases break no test"
     exit 0
 fi
 .venv/bin/python -m pytest -q -p no:cacheprovider --junitxml="$work/lock.xml" "${failed[@]}" >"$work/lock.log" 2>&1 || true
-mapfile -t also < <(.venv/bin/python scripts/lockfile.py failures "$work/lock.xml")
+mapfile -t also < <(.venv/bin/python scripts/lockfile.py failures "$work/lock.xml" | sed "/^$/d")
 broken=0
 echo "canary: tests the newest releases break (they pass with the lock):"
 for t in "${failed[@]}"; do
