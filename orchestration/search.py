@@ -4,9 +4,12 @@ here and its registration, as Ray Tune adds a searcher without touching the Tune
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from orchestration.spec import trial_name
 
 
 class OptunaSpace:
@@ -185,12 +188,19 @@ SEARCHES: dict[str, SearchKind] = {
 }
 
 
+def tune_trial_name(trial) -> str:
+    return trial_name(trial.config, trial.trial_id)
+
+
+def tune_trial_dirname(trial) -> str:
+    """The trial's name as a folder name (searched values may hold spaces and brackets)."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", tune_trial_name(trial))[:120]
+
+
 def tune_setup(spec, **storage):
     """``(param_space, TuneConfig)`` for the spec's search and scheduler."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-
-    from orchestration.tracking.callback import trial_name
 
     search, sched = spec.search, spec.scheduler
     objectives = search.objectives
@@ -215,8 +225,8 @@ def tune_setup(spec, **storage):
         scheduler=scheduler,
         num_samples=search.samples,
         max_concurrent_trials=spec.resources.max_concurrent_trials,
-        trial_name_creator=trial_name,
-        trial_dirname_creator=trial_name,
+        trial_name_creator=tune_trial_name,
+        trial_dirname_creator=tune_trial_dirname,
         # one-worker trials train in the trial process: reusing it saves a process start and the import
         # of torch per trial (benchmarks/orchestration_overhead.py)
         reuse_actors=spec.resources.workers_per_trial == 1,

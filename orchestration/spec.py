@@ -331,6 +331,26 @@ def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:
     return (base if isinstance(base, int) and not isinstance(base, bool) else 0) + repeat
 
 
+def configuration_name(params: dict[str, Any]) -> str:
+    """What a trial's configuration is called wherever a study shows it: its variant, else its searched
+    values by their last key part (``switches=eight, lr=0.1``), the repeat left out; ``base`` when
+    nothing was searched."""
+    if params.get("variant"):
+        return str(params["variant"])
+    shown = [f"{k.rsplit('.', 1)[-1]}={_plain(v)}" for k, v in params.items() if k not in ("repeat", "variant")]
+    return ", ".join(shown) or "base"
+
+
+def trial_name(params: dict[str, Any], trial_id: str) -> str:
+    """A trial's run name: its configuration, its repeat and Ray Tune's trial id."""
+    repeat = params.get("repeat")
+    return f"{configuration_name(params)}{'' if repeat is None else f'-seed{repeat}'}_{trial_id}"
+
+
+def _plain(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def trial_params(spec: StudySpec, params: dict[str, Any]) -> list[tuple[str, Any]]:
     """A trial's dotted keys and values: its variant's, then its searched values; a value naming one
     of the spec's ``switch_sets`` stands for that list of switches."""

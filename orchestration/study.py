@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, study_markdown, study_rows
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
-from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for
+from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for, trial_name
 from orchestration.tracking import Tracker, git_commit, open_tracker
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
 from paradis.engine.metrics import measure_key
@@ -117,7 +117,7 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
             label = "?"
         table = _last_table(result)
         status = "ERROR" if result.error else ("FAILED" if metrics.get(FAILED_KEY) else "TERMINATED")
-        name = Path(result.path).name if result.path else metrics.get("trial_id", "?")
+        name = trial_name(config, str(metrics.get("trial_id", Path(result.path or "?").name)))
         error = str(result.error)[:500] if result.error else metrics.get(FAILED_KEY)
         record = TrialRecord(
             metrics.get("trial_id", name), name, label, dict(config), json.loads(table) if table else []

@@ -18,8 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration.report.seeds import Group, groups, interval95, mean_sd, summary_markdown
-from orchestration.report.study import TrialRecord, cell
+from orchestration.report.seeds import (
+    Group,
+    Pairs,
+    SeedValues,
+    groups,
+    interval95,
+    mean_sd,
+    paired,
+    summary_markdown,
+)
+from orchestration.report.study import TrialRecord
 from orchestration.spec import StudySpec
 from paradis.switch import parse_switch
 
@@ -116,15 +125,10 @@ def load_study(tracker, key: str, spec: StudySpec) -> StudyResult:
 
 
 # --- checks and claims -----------------------------------------------------------------------------
-def by_seed(group: Group | None, switch: str) -> dict[int, float]:
+def by_seed(group: Group | None, switch: str) -> SeedValues:
     """The switch's accuracy in each repeat of a configuration (a US or slimmable configuration gives
-    the width matched to ``switch`` in cost)."""
-    out: dict[int, float] = {}
-    for r in group.records if group else []:
-        value, _ = cell(r, switch)
-        if value is not None:
-            out[int(r.params.get("repeat", 0))] = value
-    return out
+    the width matched to ``switch`` in cost); none for a configuration the study lacks."""
+    return group.by_repeat(switch) if group else SeedValues({})
 
 
 @dataclass
@@ -133,14 +137,18 @@ class Check:
 
     what: str
     switch: str
-    a: dict[int, float]
-    b: dict[int, float]
+    a: SeedValues | dict[int, float]
+    b: SeedValues | dict[int, float]
     op: str  # ">=" or "<="
     bound: float  # points
 
     @property
+    def pairs(self) -> Pairs:
+        return paired(self.a, self.b, scale=100.0)
+
+    @property
     def diffs(self) -> list[float]:
-        return [100 * (self.a[k] - self.b[k]) for k in sorted(set(self.a) & set(self.b))]
+        return list(self.pairs.diffs)
 
     def interval(self) -> tuple[float, float, float]:
         d = self.diffs
@@ -409,8 +417,9 @@ def _points(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}"
 
 
-def _mean_of(values: dict[int, float], seeds: list[int]) -> str:
-    return f"{100 * sum(values[k] for k in seeds) / len(seeds):.2f}" if seeds else "n/a"
+def _mean_of(values: SeedValues | dict[int, float], seeds: Sequence[int]) -> str:
+    v = values.values if isinstance(values, SeedValues) else values
+    return f"{100 * sum(v[k] for k in seeds) / len(seeds):.2f}" if seeds else "n/a"
 
 
 def check_table(checks: Sequence[Check]) -> list[str]:
@@ -423,7 +432,7 @@ def check_table(checks: Sequence[Check]) -> list[str]:
     ]
     for c in checks:
         mean, lo, hi = c.interval()
-        seeds = sorted(set(c.a) & set(c.b))
+        seeds = c.pairs.repeats
         interval = "n/a" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
         cells = [c.what, c.switch, _mean_of(c.a, seeds), _mean_of(c.b, seeds), _points(mean), interval]
         verdict, need = c.verdict(), c.seeds_to_decide()

@@ -5,10 +5,11 @@ interval (Student's t over the seeds), so that a finding can be told from noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestration.report.study import TrialRecord, cell, columns, is_sr, new_figure, score
+from orchestration.report.study import TrialRecord, columns, is_sr, new_figure, score
+from orchestration.spec import configuration_name
 
 
 @dataclass
@@ -20,30 +21,85 @@ class Group:
     params: dict
     records: list[TrialRecord] = field(default_factory=list)
 
+    def by_repeat(self, switch: str) -> SeedValues:
+        """The switch's measure in each repeat (by repeat index; a US or slimmable configuration gives
+        the width matched to ``switch`` in cost). A trial of several seeds (an Optuna trial with
+        ``repeats``) holds them in ``scores``, by repeat index. A repeat measured twice is left out."""
+        seen: dict[int, list[float]] = {}
+        for r in self.records:
+            row = _row_of(r, switch)
+            if row is None:
+                continue
+            if row.get("scores"):
+                for k, v in enumerate(row["scores"]):
+                    seen.setdefault(k, []).append(float(v))
+            elif score(row) is not None:
+                seen.setdefault(int(r.params.get("repeat", 0)), []).append(float(score(row)))
+        return SeedValues(
+            {k: v[0] for k, v in sorted(seen.items()) if len(v) == 1},
+            tuple(sorted(k for k, v in seen.items() if len(v) > 1)),
+        )
+
     def values(self, switch: str) -> list[float]:
         """The switch's measure of every seed, in the order of the repeat index."""
-        out = []
-        for r in sorted(self.records, key=lambda r: r.params.get("repeat", 0)):
-            row = next((row for row in r.rows if row["switch"] == switch and row.get("scores")), None)
-            if row is not None:
-                out += list(row["scores"])
-                continue
-            value, _ = cell(r, switch)
-            if value is not None:
-                out.append(value)
-        return out
+        return list(self.by_repeat(switch).values.values())
+
+
+@dataclass(frozen=True)
+class SeedValues:
+    """A configuration's measure of one switch per repeat index, and the repeats left out because
+    they were measured more than once."""
+
+    values: dict[int, float]
+    duplicated: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Two configurations' values paired by repeat index: the repeats both have (once each), their
+    differences ``a - b``, and how many repeats of either side found no partner."""
+
+    repeats: tuple[int, ...]
+    diffs: tuple[float, ...]
+    unpaired: int
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+
+def paired(a: SeedValues | Mapping[int, float], b: SeedValues | Mapping[int, float], scale: float = 1.0) -> Pairs:
+    """The one pairing of the statistics: by repeat index (hence by seed), never by position. A
+    repeat that failed, is missing or was measured twice on either side drops that pair only."""
+    va = a.values if isinstance(a, SeedValues) else dict(a)
+    vb = b.values if isinstance(b, SeedValues) else dict(b)
+    dup = {k for side in (a, b) if isinstance(side, SeedValues) for k in side.duplicated}
+    keys = tuple(sorted((set(va) & set(vb)) - dup))
+    unpaired = len((set(va) | set(vb) | dup) - set(keys))
+    return Pairs(keys, tuple(scale * (va[k] - vb[k]) for k in keys), unpaired)
+
+
+def _row_of(record: TrialRecord, switch: str) -> dict | None:
+    """The row that :func:`cell` reads for ``switch`` (the switch itself, else the width matched to it)."""
+    for row in record.rows:
+        if row["switch"] == switch and not row.get("matches"):
+            return row
+    for row in record.rows:
+        if row.get("matches") and switch in row["matches"].split("; "):
+            return row
+    return next((row for row in record.rows if row["switch"] == switch), None)
 
 
 def groups(records: Sequence[TrialRecord]) -> list[Group]:
-    """Finished trials grouped by their configuration (every searched value but the repeat)."""
+    """Finished trials grouped by their configuration (every searched value but the repeat), each
+    named by its variant, else by its searched values (:func:`configuration_name`)."""
     out: dict[str, Group] = {}
     for r in records:
         if r.status != "TERMINATED":
             continue
         params = {k: v for k, v in r.params.items() if k != "repeat"}
         key = repr(sorted(params.items(), key=str))
-        name = params.get("variant") or r.name.split("-seed")[0]
-        out.setdefault(key, Group(str(name), r.label, params)).records.append(r)
+        out.setdefault(key, Group(configuration_name(params), r.label, params)).records.append(r)
     return list(out.values())
 
 
@@ -103,8 +159,8 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict]:
 
 
 def paired_differences(records: Sequence[TrialRecord], reference: str) -> list[dict]:
-    """Each other configuration minus ``reference``, per switch, paired by seed: the mean difference,
-    its 95 % interval and n (pairs where both have a value)."""
+    """Each other configuration minus ``reference``, per switch, paired by repeat index
+    (:func:`paired`): the mean difference, its 95 % interval, n pairs and the repeats left unpaired."""
     gs = {g.name: g for g in groups(records)}
     if reference not in gs:
         return []
@@ -113,10 +169,9 @@ def paired_differences(records: Sequence[TrialRecord], reference: str) -> list[d
         if name == reference:
             continue
         for s in columns(records):
-            a, b = g.values(s), ref.values(s)
-            diffs = [x - y for x, y in zip(a, b)]
-            if diffs:
-                mean, lo, hi = interval95(diffs)
+            pairs = paired(g.by_repeat(s), ref.by_repeat(s))
+            if pairs.n:
+                mean, lo, hi = interval95(pairs.diffs)
                 out.append(
                     {
                         "configuration": name,
@@ -125,7 +180,8 @@ def paired_differences(records: Sequence[TrialRecord], reference: str) -> list[d
                         "diff": mean,
                         "lo": lo,
                         "hi": hi,
-                        "n": len(diffs),
+                        "n": pairs.n,
+                        "unpaired": pairs.unpaired,
                     }
                 )
     return out
@@ -136,13 +192,14 @@ def compare_markdown(diffs: list[dict], sr: bool, title: str = "") -> str:
     lines = ([f"**{title}**", ""] if title else []) + [
         f"Paired difference to {diffs[0]['reference']!r} per switch ({unit}; 95 % interval over seeds, n pairs):",
         "",
-        "| configuration | switch | difference | 95 % interval | n |",
-        "|---|---|---:|---|---:|",
+        "| configuration | switch | difference | 95 % interval | n | unpaired |",
+        "|---|---|---:|---|---:|---:|",
     ]
     k = 1 if sr else 100
     for d in diffs:
         interval = "n/a" if math.isnan(d["lo"]) else f"[{k * d['lo']:+.2f}, {k * d['hi']:+.2f}]"
-        lines.append(f"| {d['configuration']} | {d['switch']} | {k * d['diff']:+.2f} | {interval} | {d['n']} |")
+        cells = [d["configuration"], d["switch"], f"{k * d['diff']:+.2f}", interval, str(d["n"]), str(d["unpaired"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -7,16 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from orchestration.spec import trial_name
 from orchestration.tracking.base import Tracker, data_of, trial_metrics
 from paradis.methods import describe_method
 
 FAILED_KEY = "failed_reason"  # a trial's last report names why it ended failed (not retried)
-
-
-def trial_name(trial) -> str:
-    variant, repeat = trial.config.get("variant"), trial.config.get("repeat")
-    seed = "" if repeat is None else f"-seed{repeat}"
-    return f"{variant}{seed}_{trial.trial_id}" if variant else f"trial{seed}_{trial.trial_id}"
 
 
 def _error_text(trial) -> str:
@@ -45,7 +40,9 @@ def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
                     "paradis.method": describe_method(cfg.training),
                     "paradis.search": json.dumps(trial.config, default=str),
                 }
-                run_id = tracker.start_trial(trial.trial_id, trial_name(trial), params, {**tags, **labels})
+                run_id = tracker.start_trial(
+                    trial.trial_id, trial_name(trial.config, trial.trial_id), params, {**tags, **labels}
+                )
                 tracker.log_dataset(run_id, *data_of(cfg))
                 self.runs[trial.trial_id] = run_id
             return self.runs[trial.trial_id]

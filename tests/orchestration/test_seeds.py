@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 
 from orchestration.report.seeds import (
+    SeedValues,
     compare_markdown,
     groups,
     interval95,
     mean_sd,
+    paired,
     paired_differences,
     summary_markdown,
     summary_rows,
 )
 from orchestration.report.study import TrialRecord
-from orchestration.spec import grid_points, load_study, run_config_for, trial_count
+from orchestration.spec import configuration_name, grid_points, load_study, run_config_for, trial_count, trial_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +104,59 @@ def test_compare_names_a_variant():
 
     with pytest.raises(ConfigError, match=r"compare: 'nope' is not one of search\.variants"):
         load_study(ROOT / "studies/quickstart.yaml", overrides=["repeats=2", "compare=nope"])
+
+
+def test_a_failed_middle_seed_drops_its_pair_and_never_shifts_the_others():
+    # "other" is exactly 1 point above "ref" on every seed; its seed 1 failed
+    ref = [0.80, 0.90, 0.70]
+    recs = [
+        TrialRecord(f"r{k}", f"ref-seed{k}", "A", {"variant": "ref", "repeat": k}, [_row("[1.0]", v)])
+        for k, v in enumerate(ref)
+    ]
+    recs += [
+        TrialRecord(
+            f"o{k}",
+            f"other-seed{k}",
+            "B",
+            {"variant": "other", "repeat": k},
+            [_row("[1.0]", ref[k] + 0.01)],
+            status="ERROR" if k == 1 else "TERMINATED",
+        )
+        for k in range(3)
+    ]
+    (d,) = paired_differences(recs, "ref")
+    assert (d["n"], d["unpaired"]) == (2, 1)
+    assert d["diff"] == pytest.approx(0.01) and d["lo"] == pytest.approx(0.01) and d["hi"] == pytest.approx(0.01)
+    assert "| other | [1.0] | +1.00 | [+1.00, +1.00] | 2 | 1 |" in compare_markdown([d], sr=False)
+
+
+def test_a_seed_measured_twice_is_left_out_of_every_pair():
+    recs = _records()
+    # the same variant and repeat trained twice (say by an edited study): repeat 2 cannot be told apart
+    recs.append(
+        TrialRecord("dup", "other-seed2_y", "ParaDiS IPKD", {"variant": "other", "repeat": 2}, [_row("[1.0]", 0.5)])
+    )
+    gs = {g.name: g for g in groups(recs)}
+    values = gs["other"].by_repeat("[1.0]")
+    assert values.values == {0: 0.81, 1: 0.84} and values.duplicated == (2,)
+    (d,) = paired_differences(recs, "ref")
+    assert (d["n"], d["unpaired"]) == (2, 1) and d["diff"] == pytest.approx(0.015)
+
+
+def test_pairs_follow_the_repeat_index_not_the_position():
+    a, b = SeedValues({0: 0.5, 2: 0.7, 5: 0.9}), SeedValues({2: 0.6, 5: 0.6, 7: 0.1})
+    pairs = paired(a, b, scale=100)
+    assert pairs.repeats == (2, 5) and pairs.diffs == pytest.approx((10.0, 30.0)) and pairs.unpaired == 2
+
+
+def test_a_configuration_without_a_variant_is_named_by_its_searched_values():
+    recs = [
+        TrialRecord(
+            f"t{k}", f"t{k}", "ParaDiS", {"training.switches": s, "training.lr": 0.1, "repeat": k}, [_row("[1.0]", 0.8)]
+        )
+        for k, s in enumerate(["four", "eight"])
+    ]
+    assert [g.name for g in groups(recs)] == ["switches=four, lr=0.1", "switches=eight, lr=0.1"]
+    assert configuration_name({}) == "base"
+    assert trial_name({"variant": "ipkd", "repeat": 1}, "abc") == "ipkd-seed1_abc"
+    assert trial_name({"training.switches": "eight"}, "abc") == "switches=eight_abc"
