@@ -523,8 +523,11 @@ def apply_smoke(data: dict) -> dict:
     sch = data.get("scheduler") or {}
     if sch.get("kind") == "asha":
         sch["grace_period"] = 1
+    if data["data"].get("name") == "imagenet":
+        data["data"]["image_size"] = min(data["data"].get("image_size", 224), 64)
+    data["data"].pop("num_workers", None)  # loader processes cost more than they give on a few batches
     res = data.setdefault("resources", {})
-    res["gpus_per_worker"] = 0
+    res.update(gpus_per_worker=0, workers_per_trial=1, cpus_per_worker=1)
     if isinstance(data.get("front"), dict):
         data["front"].update(validation=256, evaluations=4)
     if isinstance(data.get("distributable"), dict):
@@ -536,8 +539,10 @@ def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, s
     source = str(path)
     data = read_yaml(path)
     if smoke:
-        data = apply_smoke(data)
-    data = apply_overrides(data, overrides or [])  # what the user sets wins over --smoke
+        # --smoke sees the user's settings (a data.root set on the command line is not replaced by
+        # synthetic images), and what the user sets wins over --smoke
+        data = apply_smoke(apply_overrides(data, overrides or []))
+    data = apply_overrides(data, overrides or [])
     root = (data.get("data") or {}).get("root") if isinstance(data.get("data"), dict) else None
     if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
         # trials run in their own working directories: pin the folder the user meant

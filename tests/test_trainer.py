@@ -3,7 +3,8 @@ import torch
 
 from paradis.config import RunConfig
 from paradis.engine import CheckpointError, load_checkpoint, run_training
-from paradis.engine.optim import lr_lambda
+from paradis.engine.optim import decay_groups, lr_lambda, make_optimizer
+from paradis.models import create_model
 
 
 def small_config(train_size=256, **training):
@@ -82,6 +83,33 @@ def test_schedules():
     cfg = small_config(epochs=10, schedule={"kind": "constant", "warmup_epochs": 1})
     f = lr_lambda(cfg, 100)
     assert f(0) == pytest.approx(0.01) and f(99) == 1.0 and f(500) == 1.0
+
+
+def test_us_nets_decay_rule_spares_depthwise_bn_and_biases():
+    model = create_model("mobilenet_v1_small", num_classes=10, in_chans=1)
+    everything = decay_groups(model, 1e-4, "all")
+    assert len(everything) == 1 and len(everything[0]["params"]) == len(list(model.parameters()))
+    decayed, plain = decay_groups(model, 1e-4, "us-nets")
+    assert plain["weight_decay"] == 0.0 and decayed["weight_decay"] == 1e-4
+    names = {id(p): n for n, p in model.named_parameters()}
+    depthwise = {id(m.weight) for m in model.modules() if getattr(m, "depthwise", False)}
+    decayed_ids = {id(q) for q in decayed["params"]}
+    assert depthwise and not depthwise & decayed_ids
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(
+        p.ndim == 1 or id(p) in depthwise for p in plain["params"]
+    ), [names[id(p)] for p in plain["params"] if p.ndim > 1 and id(p) not in depthwise]
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    # the stem reads one channel, like a depthwise kernel, and is still decayed (US-Nets' shape rule is not)
+    assert any(p.shape[1] == 1 and id(p) not in depthwise for p in decayed["params"])
+    # a step without gradient changes the decayed weights only
+    cfg = small_config(optimizer={"lr": 0.1, "momentum": 0.0, "weight_decay": 0.1, "decay": "us-nets"})
+    opt = make_optimizer(model, cfg.training)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {names[id(p)] for p in decayed["params"]}
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, capsys):

@@ -117,6 +117,10 @@ class OptimizerConfig(Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(1e-4, ge=0, le=1)
+    decay: Literal["all", "us-nets"] = Field(
+        "all",
+        description="decayed parameters: all, or us-nets (no decay on depthwise convolutions, BN, biases)",
+    )
 
 
 class ScheduleConfig(Strict):

@@ -43,7 +43,7 @@ class TensorSplit:
         idx = torch.randperm(len(self), generator=g)[:count].sort().values
         return TensorSplit(self.images[idx], self.labels[idx], self.mean, self.std, self.augment)
 
-    def loader(self, batch_size: int, **kwargs) -> TensorLoader:
+    def batches(self, batch_size: int, **kwargs) -> TensorLoader:
         return TensorLoader(self, batch_size, **kwargs)
 
 
@@ -151,8 +151,9 @@ def make_loader(
     """The split's own loader for in-memory splits (:class:`TensorLoader`, or
     :class:`paradis.data.sr.SRLoader` for image pairs), a ``DataLoader`` for folder data sets; a data set
     of whole images of different sizes (DIV2K validation) gives one image per batch."""
-    if hasattr(split, "loader"):
-        return split.loader(
+    # ``batches``, not ``loader``: ImageFolder has a ``loader`` attribute of its own (its image reader)
+    if callable(getattr(split, "batches", None)):
+        return split.batches(
             batch_size,
             shuffle=shuffle,
             seed=seed,

@@ -45,7 +45,7 @@ class SRSplit:
     def stacked(self) -> bool:
         return isinstance(self.lr, torch.Tensor)
 
-    def loader(self, batch_size: int, **kwargs) -> SRLoader:
+    def batches(self, batch_size: int, **kwargs) -> SRLoader:
         return SRLoader(self, batch_size, **kwargs)
 
     def subset(self, count: int | None, seed: int) -> SRSplit:

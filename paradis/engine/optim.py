@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], t) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum, as in the paper; Adam (``momentum`` is its beta1) for WDSR."""
+def _is_depthwise(module: torch.nn.Module) -> bool:
+    if getattr(module, "depthwise", False):
+        return True
+    return isinstance(module, torch.nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, rule: str = "all") -> list[dict]:
+    """Parameter groups with their weight decay. ``all`` decays every parameter; ``us-nets`` follows the
+    US-Nets reference code: only the weights of full convolutions and linear layers (>= 2 dimensions),
+    never depthwise convolutions, normalization parameters or biases."""
+    if rule == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    if rule != "us-nets":
+        raise ValueError(f"unknown weight-decay rule {rule!r}; known: all, us-nets")
+    decayed, plain = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                (decayed if p.ndim >= 2 and not _is_depthwise(module) else plain).append(p)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum, as in the paper; Adam (``momentum`` is its beta1) for WDSR; weight
+    decay on the parameters ``t.optimizer.decay`` names."""
     o = t.optimizer
+    groups = decay_groups(model, o.weight_decay, o.decay)
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
-    return torch.optim.SGD(
-        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay
-    )
+        return torch.optim.Adam(groups, lr=o.lr, betas=(o.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0)
 
 
 def lr_lambda(cfg, steps_per_epoch: int) -> Callable[[int], float]:

@@ -170,7 +170,7 @@ class Trainer:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=ids, broadcast_buffers=False
             )
-        self.optimizer = make_optimizer(self.model.parameters(), self.t)
+        self.optimizer = make_optimizer(self.model, self.t)
         self.scheduler = make_scheduler(self.optimizer, self.cfg, self.steps_per_epoch)
         use_bf16 = self.cfg.precision == "bf16"
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else None
