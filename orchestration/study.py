@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, study_markdown, study_rows
+from orchestration.report.curves import convergence, convergence_line, curve_rows, curves_figure, curves_table
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for, trial_name
 from orchestration.tracking import Tracker, git_commit, open_tracker
@@ -125,6 +126,8 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
         record.status, record.error = status, error
         record.front = metrics.get("front")
         record.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        frame = result.metrics_dataframe
+        record.curves = curve_rows(frame.to_dict("records")) if frame is not None else []
         records.append(record)
     records.sort(key=lambda r: r.name)
     return records
@@ -261,11 +264,30 @@ def report_study(tracker: Tracker, run_id: str, spec: StudySpec, records: list[T
     plt.close(fig)
     done = sum(r.status == "TERMINATED" for r in records)
     tracker.log_metrics(run_id, {"trials_finished": done, "trials_failed": len(records) - done})
+    report_curves(tracker, run_id, records, title)
     report_fronts(tracker, run_id, spec, records, title)
     if spec.search.kind == "optuna" and len(spec.search.objectives) > 1:
         report_search_front(tracker, run_id, spec, records, title)
     if spec.repeats > 1:
         report_seeds(tracker, run_id, spec, records, title)
+
+
+def report_curves(tracker: Tracker, run_id: str, records: list[TrialRecord], title: str) -> None:
+    """Every trial's per-epoch loss and test measure, the teachers' curves, and whether they flattened."""
+    import matplotlib.pyplot as plt
+
+    if not any(r.curves for r in records):
+        return
+    summary = convergence(records)
+    tracker.log_table(run_id, curves_table(records), "study/learning_curves.json")
+    tracker.log_text(run_id, json.dumps(summary, indent=1), "study/convergence.json")
+    fig = curves_figure(records, f"{title}: learning curves")
+    tracker.log_figure(run_id, fig, "study/learning_curves.png")
+    plt.close(fig)
+    worst = summary["trials"][summary["worst"]]["gain"] if summary.get("worst") else None
+    if worst is not None:
+        tracker.log_metrics(run_id, {"teacher_late_gain": worst})
+    print("\n" + convergence_line(summary))
 
 
 def report_seeds(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:

@@ -24,6 +24,7 @@ class TrialRecord:
     error: str | None = None
     front: str | None = None  # the front the trial selected (JSON of orchestration.fronts.Front)
     metrics: dict[str, float] = field(default_factory=dict)  # its last numeric metrics
+    curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss/..., acc/...
 
 
 def _switch_order(switches) -> list[str]:

@@ -50,7 +50,16 @@ def test_quickstart_smoke_then_resume_adds_no_duplicate_runs(study_env, tmp_path
         "study/table.csv",
         "study/table.json",
         "study/accuracy_vs_macs.png",
+        "study/learning_curves.json",
+        "study/learning_curves.png",
+        "study/convergence.json",
     } <= paths
+    # the learning curves: every trial's teacher ([1.2]: all three variants train it) at both epochs
+    conv = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "study/convergence.json", str(tmp_path / "dl"))).read_text()
+    )
+    assert len(conv["trials"]) == 3 and {t["switch"] for t in conv["trials"].values()} <= {"acc/1.2", "acc/1.0"}
+    assert conv["verdict"] in ("flattened", "still improving") and "Learning curves:" in proc.stdout
     local = Path(client.download_artifacts(parent.info.run_id, "study/table.csv", str(tmp_path / "dl")))
     rows = list(csv.DictReader(io.StringIO(local.read_text())))
     assert sorted(r["variant"] for r in rows) == ["ipkd", "wide-ipkd", "wide-ipkd-a"]
