@@ -284,8 +284,8 @@ PARADIS_SWITCHES = ("[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]")
 DISTRIBUTABLE = ("[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]")
 # The ParaDiS configuration that each study compares with its baselines (ResNet-50: Wide IPKD-A, as
 # Table 5), and the baselines studies: this project's (MobileNet v1) and the paper's two networks.
+# The quickstart (2 epochs, its teacher still improving) is the main job, not evidence: no claim reads it.
 PARADIS_OF = {
-    "quickstart": "wide-ipkd",
     "ablation": "paradis-wide-ipkd",
     "baselines": "paradis-wide-ipkd",
     "ablation_resnet50": "paradis-wide-ipkd-a-1",
@@ -372,7 +372,7 @@ def _c2(results: dict[str, StudyResult]) -> list[Check]:
 @claim(
     "C3",
     "The never-trained [0.5, 0.25, 0.25] lies between [0.5, 0.5] and [4x0.25].",
-    ("quickstart", "ablation", "baselines"),
+    ("ablation", "baselines"),
     "studies/paper/ablation_mobilenet_imagenet.yaml (Table 1, Figure 4).",
 )
 def _c3(results: dict[str, StudyResult]) -> list[Check]:
@@ -395,7 +395,7 @@ def _c3(results: dict[str, StudyResult]) -> list[Check]:
 @claim(
     "C4",
     "Table 1's order: Wide IPKD > IPKD > no distillation; activation distillation (beta) does not help MobileNet v1.",
-    ("quickstart", "ablation"),
+    ("ablation",),
     "studies/paper/ablation_mobilenet_imagenet.yaml (250 epochs).",
 )
 def _c4(results: dict[str, StudyResult]) -> list[Check]:
@@ -405,10 +405,6 @@ def _c4(results: dict[str, StudyResult]) -> list[Check]:
             ("IPKD - no distillation", "paradis-ipkd", "paradis-no-kd", ">="),
             ("Wide IPKD-A (beta 0.1) - Wide IPKD", "paradis-wide-ipkd-a-0.1", "paradis-wide-ipkd", "<="),
             ("Wide IPKD-A (beta 1) - Wide IPKD", "paradis-wide-ipkd-a-1", "paradis-wide-ipkd", "<="),
-        ],
-        "quickstart": [
-            ("Wide IPKD - IPKD", "wide-ipkd", "ipkd", ">="),
-            ("Wide IPKD-A (beta 0.1) - Wide IPKD", "wide-ipkd-a", "wide-ipkd", "<="),
         ],
     }
     checks = []

@@ -169,9 +169,9 @@ def test_multiobjective_search_smoke_logs_its_pareto_front(study_env, tmp_path):
     ("study", "experiment", "trials", "extra"),
     [
         ("ablation", "paradis-ablation", 5, []),
-        ("baselines", "paradis-baselines", 8, []),
+        ("baselines", "paradis-baselines", 6, []),
         ("for_free", "paradis-for-free", 2, ["--set", "precision=bf16", "--set", "channels_last=true"]),
-        ("scaling_8_switches", "paradis-scaling", 2, []),
+        ("scaling_8_switches", "paradis-scaling", 1, []),
         ("sr_paradis", "paradis-sr", 6, []),
     ],
 )

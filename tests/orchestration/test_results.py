@@ -226,7 +226,7 @@ def test_the_report_says_which_studies_are_missing():
     spec = load_study(ROOT / "studies" / "ablation.yaml")
     text = results_markdown({"baselines": _baselines(), "ablation": StudyResult("ablation", spec)}, "cmd")
     assert "| C1 |" in text and "## C4: inconclusive" in text
-    assert "No data: quickstart, ablation not run in this tracking store." in text
+    assert "No data: ablation not run in this tracking store." in text
     assert "Not run in this tracking store" in text
     assert "studies/paper/ablation_mobilenet_imagenet.yaml" in text
     for key in CLAIMS:

@@ -119,7 +119,8 @@ def test_variants_switch_sets_and_method_defaults():
     assert [p["variant"] for p in points][:2] == ["paradis-wide-ipkd", "us-wide-ipkd"]
     cfgs = {p["variant"]: run_config_for(spec, p) for p in points}
     assert cfgs["paradis-wide-ipkd"].training.distillation == "wide"
-    assert cfgs["slimmable"].training.distillation == "none"
+    resnet = load_study(ROOT / "studies/paper/baselines_resnet50_imagenet.yaml")
+    assert run_config_for(resnet, {"variant": "slimmable"}).training.distillation == "none"
     assert cfgs["individual-4x0.25"].training.distillation == "none"  # follows the method
     assert cfgs["individual-4x0.25"].training.switches == ["[4x0.25]"]
     scaling = load_study(ROOT / "studies/scaling_8_switches.yaml")
