@@ -197,6 +197,7 @@ STUDY_KEYS = (
     "front",
     "distributable",
     "repeats",
+    "repeat_from",
     "compare",
 )
 
@@ -221,6 +222,13 @@ class StudySpec(RunConfig):
     front: FrontSpec | None = Field(None, description="select an accuracy-cost front at the end of each trial")
     distributable: DistributableSpec | None = None
     repeats: int = Field(1, ge=1, le=100, description="seeds each trial configuration is trained with")
+    repeat_from: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="the first repeat index: more seeds for a study already run (repeats 3, 4 with "
+        "repeats: 2, repeat_from: 3); the report pairs them with the earlier run's",
+    )
     compare: str | None = Field(
         None, description="a variant: the paired difference of every other variant to it, per switch, over seeds"
     )
@@ -265,6 +273,8 @@ class StudySpec(RunConfig):
             raise ValueError("front: front selection runs in one-worker trials (resources.workers_per_trial: 1)")
         if self.compare is not None and self.compare not in self.search.variants:
             raise ValueError(f"compare: {self.compare!r} is not one of search.variants")
+        if self.repeat_from and self.search.kind != "grid":
+            raise ValueError("repeat_from: extra seeds are for a grid study (an Optuna trial draws its own)")
         if self.repeats > 1 and self.search.kind == "optuna" and self.resources.workers_per_trial > 1:
             raise ValueError("repeats: an Optuna trial trains its seeds in one process (workers_per_trial: 1)")
         return self
@@ -421,8 +431,9 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
     points = [dict(zip(keys, combo)) for combo in combos] or [{}]
     if spec.search.variants:
         points = [{"variant": name, **p} for name in spec.search.variants for p in points]
-    if spec.repeats > 1:
-        points = [{**p, "repeat": k} for p in points for k in range(spec.repeats)]
+    if spec.repeats > 1 or spec.repeat_from:
+        first = spec.repeat_from
+        points = [{**p, "repeat": k} for p in points for k in range(first, first + spec.repeats)]
     return points
 
 

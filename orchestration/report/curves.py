@@ -131,3 +131,22 @@ def curves_figure(records: Sequence[TrialRecord], title: str = ""):
     top.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def parse_convergence(data: Any) -> dict[str, Any] | None:
+    """A ``study/convergence.json`` read back from a store, if it has the shape :func:`convergence`
+    writes (``None`` otherwise: the report shows no verdict rather than trust it)."""
+    if not isinstance(data, dict) or not isinstance(data.get("trials"), dict):
+        return None
+    if not isinstance(data.get("verdict"), str) or not isinstance(data.get("threshold"), (int, float)):
+        return None
+    for trial in data["trials"].values():
+        gain = trial.get("gain") if isinstance(trial, dict) else None
+        if not isinstance(trial, dict) or not isinstance(trial.get("switch"), str):
+            return None
+        if gain is not None and (not isinstance(gain, (int, float)) or not math.isfinite(gain)):
+            return None
+    worst = data.get("worst")
+    if worst is not None and (worst not in data["trials"] or data["trials"][worst].get("gain") is None):
+        return None
+    return data

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.report.curves import convergence_line, parse_convergence
 from orchestration.report.paper import PAPER_FILE, PaperClaim, load_paper, paper_records
 from orchestration.report.seeds import (
     Group,
@@ -69,9 +70,11 @@ class StudyResult:
     key: str  # the study's role (a reduced study's file stem)
     spec: StudySpec | None  # None: the paper's own tables
     path: str = ""  # the spec file, under studies/
-    run_id: str | None = None
-    wall_s: float | None = None
+    run_id: str | None = None  # the newest
+    wall_s: float | None = None  # of every run pooled
     records: list[TrialRecord] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)  # the runs whose seeds are pooled, newest first
+    convergence: list[dict[str, Any]] = field(default_factory=list)  # each run's study/convergence.json
 
     def group(self, variant: str) -> Group | None:
         return next((g for g in groups(self.records) if g.name == variant), None)
@@ -112,17 +115,45 @@ def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     )
 
 
+# What may differ between two runs of one study whose seeds the report pools: how many seeds each ran.
+POOLED_KEYS = ("repeats", "repeat_from")
+
+
+def _configuration(tracker, run_id: str) -> dict[str, Any] | None:
+    """The study's resolved spec as the run logged it, less what :data:`POOLED_KEYS` may change."""
+    text = tracker.load_text(run_id, "spec/resolved.json")
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return {k: v for k, v in data.items() if k not in POOLED_KEYS} if isinstance(data, dict) else None
+
+
 def load_study(tracker, key: str, spec: StudySpec) -> StudyResult:
-    """The newest FINISHED parent run of ``spec`` in ``tracker`` and its trials' switch tables."""
+    """The newest FINISHED parent run of ``spec`` in ``tracker`` with its trials' switch tables, pooled
+    with every other FINISHED run of the same configuration (extra seeds, ``repeat_from``): a run that
+    differs in anything but its seeds is left out, and a repeat measured twice drops out of the pairs."""
     result = StudyResult(key, spec)
-    run = next((r for r in tracker.study_runs(spec.name) if r["status"] == "FINISHED"), None)
-    if run is None:
+    finished = [r for r in tracker.study_runs(spec.name) if r["status"] == "FINISHED"]
+    if not finished:
         return result
-    result.run_id = run["run_id"]
-    if run["end_ms"] and run["start_ms"]:
-        result.wall_s = (run["end_ms"] - run["start_ms"]) / 1000
-    for trial in tracker.trial_details(run["run_id"]):
-        result.records.append(record_of(trial, tracker.load_table(trial["run_id"], "table/switches.json")))
+    newest = finished[0]
+    config = _configuration(tracker, newest["run_id"])
+    runs = [newest] + [r for r in finished[1:] if config is not None and _configuration(tracker, r["run_id"]) == config]
+    result.run_id = newest["run_id"]
+    result.run_ids = [r["run_id"] for r in runs]
+    result.wall_s = sum((r["end_ms"] - r["start_ms"]) / 1000 for r in runs if r["end_ms"] and r["start_ms"]) or None
+    for run in runs:
+        for trial in tracker.trial_details(run["run_id"]):
+            rows = tracker.load_table(trial["run_id"], "table/switches.json")
+            result.records.append(record_of(trial, rows))
+        text = tracker.load_text(run["run_id"], "study/convergence.json")
+        try:
+            summary = parse_convergence(json.loads(text)) if text else None
+        except ValueError:
+            summary = None
+        if summary is not None:
+            result.convergence.append(summary)
     result.records.sort(key=lambda r: r.name)
     return result
 
@@ -558,13 +589,22 @@ def study_section(result: StudyResult) -> list[str]:
         return [head, "", "Not run in this tracking store (no finished run of the study).", ""]
     seeds = sorted({int(r.params.get("repeat", 0)) for r in result.records})
     done = sum(r.status == "TERMINATED" for r in result.records)
+    runs = result.run_ids or [result.run_id]
+    named = f"Run `{runs[0]}`" if len(runs) == 1 else "Runs " + ", ".join(f"`{r}`" for r in runs) + " (seeds pooled)"
     lines = [
         head,
         "",
-        f"Run `{result.run_id}`: {done} of {len(result.records)} trials finished, {len(seeds)} seed(s), "
+        f"{named}: {done} of {len(result.records)} trials finished, {len(seeds)} seed(s), "
         f"wall time {_wall(result.wall_s)}.",
         "",
     ]
+    if result.convergence:
+        worst = max(
+            (c for c in result.convergence if c.get("worst")),
+            key=lambda c: c["trials"][c["worst"]]["gain"],
+            default=result.convergence[0],
+        )
+        lines += [convergence_line(worst), ""]
     if result.records:
         lines += [summary_markdown(result.records), ""]
     return lines

@@ -69,6 +69,9 @@ class Tracker(Protocol):
     def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
         """The rows of a table that :meth:`log_table` logged (``[]`` where the run has none)."""
 
+    def load_text(self, run_id: str, artifact_file: str) -> str | None:
+        """A text artifact of a run (``None`` where it has none), refused over the size limit."""
+
     # --- the model registry (deploy) -------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, str]) -> str:
         """A new top-level run in the tracker's experiment (e.g. the run of a registered export); its id."""

@@ -260,6 +260,21 @@ class MlflowTracker:
             except (ValueError, KeyError, TypeError) as err:
                 raise TrackingError(f"{artifact_file} of run {run_id} is not a logged table: {err}") from None
 
+    def load_text(self, run_id: str, artifact_file: str) -> str | None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = Path(self.client.download_artifacts(run_id, artifact_file, tmp))
+            except Exception:  # MLflow raises its own and OSError for an absent artifact
+                return None
+            if path.stat().st_size > TABLE_LIMIT:
+                raise TrackingError(f"{artifact_file} of run {run_id} is over {TABLE_LIMIT} bytes")
+            try:
+                return path.read_text()
+            except UnicodeDecodeError:
+                raise TrackingError(f"{artifact_file} of run {run_id} is not text") from None
+
     # --- the model registry (deploy) -------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, str]) -> str:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id

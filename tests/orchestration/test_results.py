@@ -233,12 +233,13 @@ def test_the_report_says_which_studies_are_missing():
         assert f"## {key}: " in text
 
 
-def _log_study(uri, spec_key, records, status="FINISHED"):
+def _log_study(uri, spec_key, records, status="FINISHED", overrides=None):
     from orchestration.tracking import open_tracker
 
-    spec = load_study(ROOT / "studies" / f"{spec_key}.yaml")
+    spec = load_study(ROOT / "studies" / f"{spec_key}.yaml", overrides=overrides)
     tracker = open_tracker(uri, spec.tracking.experiment)
-    parent = tracker.start_study(spec.name, {"paradis.study": spec.name}, {})
+    texts = {"spec/resolved.json": json.dumps(spec.model_dump(mode="json"))} if overrides is not None else {}
+    parent = tracker.start_study(spec.name, {"paradis.study": spec.name}, texts)
     for r in records:
         tags = {"paradis.study": spec.name, "paradis.method": r.label, "paradis.search": json.dumps(r.params)}
         run = tracker.start_trial(r.trial_id, r.name, {}, tags)
@@ -264,6 +265,42 @@ def test_the_command_reads_the_newest_finished_run_of_each_study(tmp_path):
     text = out.read_text()
     assert "## C1: reproduced" in text and f"Run `{newest}`: 9 of 9 trials finished, 3 seed(s)" in text
     assert "sqlite:///.../mlflow.db" in text and str(tmp_path) not in text  # no path of this machine
+
+
+def _shifted(records, by):
+    out = []
+    for r in records:
+        params = {**r.params, "repeat": r.params["repeat"] + by}
+        out.append(TrialRecord(r.trial_id + f"+{by}", r.name, r.label, params, r.rows))
+    return out
+
+
+def test_extra_seeds_of_the_same_configuration_are_pooled_and_nothing_else_is(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = _log_study(uri, "baselines", _baselines().records, overrides=["repeats=3"])
+    other = _log_study(uri, "baselines", _shifted(_baselines().records, 10), overrides=["training.epochs=9"])
+    extra = _log_study(uri, "baselines", _shifted(_baselines().records, 3), overrides=["repeats=3", "repeat_from=3"])
+    result = load_results(uri, ROOT / "studies", ["baselines"])["baselines"]
+    assert result.run_id == extra and result.run_ids == [extra, first] and other not in result.run_ids
+    assert len(result.records) == 18
+    c1 = CLAIMS["C1"].checks({"baselines": result})[0]
+    assert c1.pairs.repeats == (0, 1, 2, 3, 4, 5)  # the other configuration's repeats 10-12 are not among them
+    text = results_markdown({"baselines": result}, "cmd")
+    assert f"Runs `{extra}`, `{first}` (seeds pooled): 18 of 18 trials finished, 6 seed(s)" in text
+
+
+def test_repeat_from_numbers_the_extra_seeds_after_the_first_ones():
+    from orchestration.spec import grid_points, run_config_for
+
+    spec = load_study(ROOT / "studies" / "ablation.yaml", overrides=["repeats=2", "repeat_from=3"])
+    points = grid_points(spec)
+    assert sorted({p["repeat"] for p in points}) == [3, 4] and len(points) == 10
+    base = run_config_for(load_study(ROOT / "studies" / "ablation.yaml"), {"variant": "paradis-ipkd"})
+    assert run_config_for(spec, points[0]).training.seed == base.training.seed + 3
+    from paradis.config import ConfigError
+
+    with pytest.raises(ConfigError, match="repeat_from"):
+        load_study(ROOT / "studies" / "search.yaml", overrides=["repeat_from=2"])
 
 
 def test_the_command_refuses_a_missing_store_in_one_line(tmp_path, capsys):
