@@ -75,6 +75,12 @@ class StudyResult:
     records: list[TrialRecord] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)  # the runs whose seeds are pooled, newest first
     convergence: list[dict[str, Any]] = field(default_factory=list)  # each run's study/convergence.json
+    configuration: dict[str, Any] | None = None  # the resolved spec, less the seeds (POOLED_KEYS)
+    experiment_name: str = ""  # without a spec (results read from exported files)
+
+    @property
+    def experiment(self) -> str:
+        return self.spec.tracking.experiment if self.spec is not None else self.experiment_name
 
     def group(self, variant: str) -> Group | None:
         return next((g for g in groups(self.records) if g.name == variant), None)
@@ -129,6 +135,17 @@ def _configuration(tracker, run_id: str) -> dict[str, Any] | None:
     return {k: v for k, v in data.items() if k not in POOLED_KEYS} if isinstance(data, dict) else None
 
 
+def _curves_by_trial(table: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
+    """``study/learning_curves.json`` rows (trial, epoch, metric, value) as each trial's curve."""
+    by: dict[str, dict[int, dict[str, float]]] = {}
+    for row in table:
+        trial, epoch, metric, value = (row.get(k) for k in ("trial", "epoch", "metric", "value"))
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(trial, str) and isinstance(epoch, int) and isinstance(metric, str) and numeric:
+            by.setdefault(trial, {}).setdefault(epoch, {"epoch": epoch})[metric] = float(value)
+    return {t: [epochs[e] for e in sorted(epochs)] for t, epochs in by.items()}
+
+
 def load_study(tracker, key: str, spec: StudySpec) -> StudyResult:
     """The newest FINISHED parent run of ``spec`` in ``tracker`` with its trials' switch tables, pooled
     with every other FINISHED run of the same configuration (extra seeds, ``repeat_from``): a run that
@@ -140,13 +157,16 @@ def load_study(tracker, key: str, spec: StudySpec) -> StudyResult:
     newest = finished[0]
     config = _configuration(tracker, newest["run_id"])
     runs = [newest] + [r for r in finished[1:] if config is not None and _configuration(tracker, r["run_id"]) == config]
-    result.run_id = newest["run_id"]
+    result.run_id, result.configuration = newest["run_id"], config
     result.run_ids = [r["run_id"] for r in runs]
     result.wall_s = sum((r["end_ms"] - r["start_ms"]) / 1000 for r in runs if r["end_ms"] and r["start_ms"]) or None
     for run in runs:
+        curves = _curves_by_trial(tracker.load_table(run["run_id"], "study/learning_curves.json"))
         for trial in tracker.trial_details(run["run_id"]):
             rows = tracker.load_table(trial["run_id"], "table/switches.json")
-            result.records.append(record_of(trial, rows))
+            record = record_of(trial, rows)
+            record.curves = curves.get(record.name, [])
+            result.records.append(record)
         text = tracker.load_text(run["run_id"], "study/convergence.json")
         try:
             summary = parse_convergence(json.loads(text)) if text else None
@@ -182,6 +202,7 @@ class Check:
     b: SeedValues | dict[int, float]
     op: str  # ">=" or "<="
     bound: float  # points
+    studies: tuple[str, ...] = ()  # the studies whose seeds it pairs (where extra seeds would go)
 
     @property
     def pairs(self) -> Pairs:
@@ -378,7 +399,8 @@ def _c1(results: dict[str, StudyResult]) -> list[Check]:
                 trained = next((row["switch"] for r in g.records for row in r.rows if row.get("trained")), None)
                 if trained:
                     what = f"{_prefix(key)}{paradis.label if paradis else 'ParaDiS'} - {g.name}"
-                    checks.append(Check(what, trained, by_seed(paradis, trained), by_seed(g, trained), ">=", -1.0))
+                    a, b = by_seed(paradis, trained), by_seed(g, trained)
+                    checks.append(Check(what, trained, a, b, ">=", -1.0, (key,)))
     return checks
 
 
@@ -396,7 +418,7 @@ def _c2(results: dict[str, StudyResult]) -> list[Check]:
             continue
         paradis, us = study.group(PARADIS_OF[key]), study.group("us-wide-ipkd")
         what = f"{_prefix(key)}ParaDiS - US Wide IPKD (same MACs)"
-        checks += [Check(what, s, by_seed(paradis, s), by_seed(us, s), ">=", -1.0) for s in DISTRIBUTABLE]
+        checks += [Check(what, s, by_seed(paradis, s), by_seed(us, s), ">=", -1.0, (key,)) for s in DISTRIBUTABLE]
     return checks
 
 
@@ -413,13 +435,9 @@ def _c3(results: dict[str, StudyResult]) -> list[Check]:
         g = study.group(variant) if study else None
         if g is None:
             continue
-        mid = by_seed(g, "[0.5, 0.25, 0.25]")
-        checks.append(
-            Check(f"{key}/{variant}: [0.5, 0.5] - it", "[0.5, 0.25, 0.25]", by_seed(g, "[0.5, 0.5]"), mid, ">=", 0.0)
-        )
-        checks.append(
-            Check(f"{key}/{variant}: it - [4x0.25]", "[0.5, 0.25, 0.25]", mid, by_seed(g, "[4x0.25]"), ">=", 0.0)
-        )
+        mid, s = by_seed(g, "[0.5, 0.25, 0.25]"), "[0.5, 0.25, 0.25]"
+        checks.append(Check(f"{key}/{variant}: [0.5, 0.5] - it", s, by_seed(g, "[0.5, 0.5]"), mid, ">=", 0.0, (key,)))
+        checks.append(Check(f"{key}/{variant}: it - [4x0.25]", s, mid, by_seed(g, "[4x0.25]"), ">=", 0.0, (key,)))
     return checks
 
 
@@ -445,7 +463,9 @@ def _c4(results: dict[str, StudyResult]) -> list[Check]:
             continue
         for what, a, b, op in pairs:
             ga, gb = study.group(a), study.group(b)
-            checks += [Check(f"{key}: {what}", s, by_seed(ga, s), by_seed(gb, s), op, 0.0) for s in PARADIS_SWITCHES]
+            checks += [
+                Check(f"{key}: {what}", s, by_seed(ga, s), by_seed(gb, s), op, 0.0, (key,)) for s in PARADIS_SWITCHES
+            ]
     return checks
 
 
@@ -469,7 +489,7 @@ def _c5(results: dict[str, StudyResult]) -> list[Check]:
                 width, macs = match
                 per_device = _mmacs(row["max_device_macs"])
                 what = f"{_prefix(key)}ParaDiS {s} ({per_device} per device) - US {width} ({_mmacs(macs)})"
-                checks.append(Check(what, s, by_seed(paradis, s), by_seed(us, width), ">=", 0.0))
+                checks.append(Check(what, s, by_seed(paradis, s), by_seed(us, width), ">=", 0.0, (key,)))
     return checks
 
 
@@ -491,7 +511,7 @@ def _c6(results: dict[str, StudyResult]) -> list[Check]:
         return sorted({row["switch"] for r in g.records for row in r.rows if row.get("trained")}, key=_widest_first)
 
     return [
-        Check(f"five switches - four: {s}", s, by_seed(five[0], s), by_seed(four[0], s), ">=", -1.0)
+        Check(f"five switches - four: {s}", s, by_seed(five[0], s), by_seed(four[0], s), ">=", -1.0, ("for_free",))
         for s in trained(four[0])
         if s in trained(five[0])
     ]
@@ -521,7 +541,8 @@ def _c7(results: dict[str, StudyResult]) -> list[Check]:
             if match:
                 width, macs = match
                 what = f"8 switches {row['switch']} ({_mmacs(row['macs'])}) - US {width} ({_mmacs(macs)})"
-                checks.append(Check(what, row["switch"], by_seed(g, row["switch"]), by_seed(us, width), "<=", -4.0))
+                a, b = by_seed(g, row["switch"]), by_seed(us, width)
+                checks.append(Check(what, row["switch"], a, b, "<=", -4.0, ("scaling_8_switches", "baselines")))
     return checks
 
 
@@ -583,8 +604,7 @@ def _wall(seconds: float | None) -> str:
 
 
 def study_section(result: StudyResult) -> list[str]:
-    spec = result.spec
-    head = f"### {result.key} (`studies/{result.path or result.key}.yaml`, experiment `{spec.tracking.experiment}`)"
+    head = f"### {result.key} (`studies/{result.path or result.key}.yaml`, experiment `{result.experiment}`)"
     if result.run_id is None:
         return [head, "", "Not run in this tracking store (no finished run of the study).", ""]
     seeds = sorted({int(r.params.get("repeat", 0)) for r in result.records})
