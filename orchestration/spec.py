@@ -538,7 +538,9 @@ def apply_smoke(data: dict) -> dict:
         data["data"]["image_size"] = min(data["data"].get("image_size", 224), 64)
     data["data"].pop("num_workers", None)  # loader processes cost more than they give on a few batches
     res = data.setdefault("resources", {})
-    res.update(gpus_per_worker=0, workers_per_trial=1, cpus_per_worker=1)
+    if res.get("gpus_per_worker"):  # a GPU study tried on a CPU: one worker of one core
+        res.update(workers_per_trial=1, cpus_per_worker=1)
+    res["gpus_per_worker"] = 0  # a CPU study keeps what it asks for (and is refused where it cannot run)
     if isinstance(data.get("front"), dict):
         data["front"].update(validation=256, evaluations=4)
     if isinstance(data.get("distributable"), dict):
