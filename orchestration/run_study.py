@@ -35,7 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SCHEMA_FILE = _ROOT / "docs" / "study.schema.json"
+
+
+def schema_text() -> str:
+    """The JSON schema of a study file (from the pydantic models), as ``docs/study.schema.json`` holds it."""
+    import json
+
+    from orchestration.spec import StudySpec
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **StudySpec.model_json_schema()}
+    schema["title"] = "ParaDiS study"
+    return json.dumps(schema, indent=1, sort_keys=True) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["schema"]:  # `paradis-study schema`: a spec file named so is ./schema
+        if len(argv) > 1:
+            print("run_study.py: error: schema takes no arguments", file=sys.stderr)
+            return 2
+        sys.stdout.write(schema_text())
+        return 0
     args = build_parser().parse_args(argv)
     try:
         spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
