@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestration.report.curves import parse_convergence, teacher_key
 from orchestration.report.results import SCALES, StudyResult
+from orchestration.report.rows import SwitchRow
 from orchestration.report.study import TrialRecord
 from orchestration.spec import seed_of
 from paradis.config import ConfigError
-from paradis.switch import parse_switch
 
 FORMAT = "paradis-study-results/1"
 FILE_LIMIT = 20_000_000  # bytes
@@ -30,32 +30,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ExportedRow(BaseModel):
-    """One switch of a trial's table; the values the report reads are checked, others kept."""
-
-    model_config = ConfigDict(extra="allow")
-    switch: str
-    trained: bool = True
-    top1: float | None = Field(None, ge=0.0, le=1.0)
-    psnr: float | None = Field(None, ge=0.0, le=200.0)
-    macs: float = Field(ge=0.0)
-    max_device_macs: float | None = Field(None, ge=0.0)
-    matches: str | None = None
-
-    @field_validator("switch")
-    @classmethod
-    def _switch(cls, v: str) -> str:
-        return str(parse_switch(v))
-
-    @field_validator("matches")
-    @classmethod
-    def _matches(cls, v: str | None) -> str | None:
-        if v is not None:
-            for s in v.split("; "):
-                parse_switch(s)
-        return v
-
-
 class ExportedTrial(_Strict):
     name: str = Field(min_length=1, max_length=500)
     label: str = Field(max_length=500)
@@ -63,7 +37,7 @@ class ExportedTrial(_Strict):
     seed: int | None = None
     status: Literal["TERMINATED", "FAILED", "ERROR", "KILLED", "RUNNING", "SCHEDULED"]
     epochs: int | None = Field(None, ge=0)
-    rows: list[ExportedRow]
+    rows: list[SwitchRow]
     curve: list[dict[str, float]] = []  # the teacher's test measure and training loss by epoch
 
     @field_validator("params")

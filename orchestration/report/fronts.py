@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestration.fronts import Front
 from orchestration.pareto import hypervolume_min, non_dominated_min, to_min
-from orchestration.report.study import new_figure
+from orchestration.report.study import markdown_row, new_figure
 
 
 # --- fronts selected inside trials --------------------------------------------------------------------
@@ -133,13 +133,13 @@ def search_front_markdown(front: SearchFront, title: str) -> str:
         f"Objectives: {', '.join(f'{mo} {m}' for m, mo in zip(front.metrics, front.modes))}. "
         f"Hypervolume {front.hypervolume:.6g} against the reference point ({ref}; {how}).",
         "",
-        "| " + " | ".join(head) + " |",
+        markdown_row(head),
         "|" + "---|" * len(head),
     ]
     for r in sorted((r for r in front.rows if r["front"]), key=lambda r: r["values"][front.metrics[0]]):
         cells = [r["trial"], *(f"{r['values'][m]:.6g}" for m in front.metrics)]
         cells += [str(r["params"].get(k, "")) for k in params]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)
 
 

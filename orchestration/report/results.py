@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestration.report.curves import convergence_line, parse_convergence
 from orchestration.report.paper import PAPER_FILE, PaperClaim, load_paper, paper_records
+from orchestration.report.rows import check_rows
 from orchestration.report.seeds import (
     Group,
     Pairs,
@@ -32,7 +33,7 @@ from orchestration.report.seeds import (
     paired,
     summary_markdown,
 )
-from orchestration.report.study import TrialRecord
+from orchestration.report.study import TrialRecord, markdown_row
 from orchestration.spec import StudySpec
 from paradis.switch import parse_switch
 
@@ -163,7 +164,8 @@ def load_study(tracker, key: str, spec: StudySpec) -> StudyResult:
     for run in runs:
         curves = _curves_by_trial(tracker.load_table(run["run_id"], "study/learning_curves.json"))
         for trial in tracker.trial_details(run["run_id"]):
-            rows = tracker.load_table(trial["run_id"], "table/switches.json")
+            where = f"table/switches.json of run {trial['run_id']}"
+            rows = check_rows(tracker.load_table(trial["run_id"], "table/switches.json"), where)
             record = record_of(trial, rows)
             record.curves = curves.get(record.name, [])
             result.records.append(record)
@@ -584,7 +586,7 @@ def check_table(checks: Sequence[Check], verdicts: Sequence[str]) -> list[str]:
         need = c.seeds_to_decide()
         decide = "" if verdict != "inconclusive" else str(need) if need else "> 1000" if len(seeds) > 1 else "?"
         cells += [str(len(seeds)), p, f"a - b {c.op} {c.bound:g}", verdict, decide]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return lines
 
 
@@ -595,7 +597,7 @@ def paper_table(checks: Sequence[Check], verdicts: Sequence[str]) -> list[str]:
     for c, verdict in zip(checks, verdicts):
         seeds = c.pairs.repeats
         cells = [c.what, c.switch, _mean_of(c.a, seeds), _mean_of(c.b, seeds), _points(c.interval()[0])]
-        lines.append("| " + " | ".join([*cells, f"a - b {c.op} {c.bound:g}", verdict]) + " |")
+        lines.append(markdown_row([*cells, f"a - b {c.op} {c.bound:g}", verdict]))
     return lines
 
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestration.report.study import TrialRecord, columns, is_sr, new_figure, score
+from orchestration.report.study import TrialRecord, columns, is_sr, markdown_row, new_figure, score
 from orchestration.spec import configuration_name
 
 
@@ -129,7 +129,7 @@ def summary_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
     """A row per configuration, a column per switch: mean ± sd over seeds (n)."""
     switches, sr, gs = columns(records), is_sr(records), groups(records)
     head = ["configuration", "method", *switches]
-    lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |"]
+    lines = ([f"**{title}**", ""] if title else []) + [markdown_row(head)]
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(switches)) + "|")
     for g in gs:
         cells = [g.name, g.label]
@@ -140,7 +140,7 @@ def summary_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
                 continue
             mean, sd, n = mean_sd(vals)
             cells.append(f"{_fmt(mean, sr)} ± {_fmt(sd, sr)} ({n})")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     unit = "PSNR (dB)" if sr else "Top-1 accuracy (%)"
     lines += ["", f"{unit}: mean ± standard deviation over seeds (number of seeds)."]
     return "\n".join(lines)
@@ -199,7 +199,7 @@ def compare_markdown(diffs: list[dict], sr: bool, title: str = "") -> str:
     for d in diffs:
         interval = "n/a" if math.isnan(d["lo"]) else f"[{k * d['lo']:+.2f}, {k * d['hi']:+.2f}]"
         cells = [d["configuration"], d["switch"], f"{k * d['diff']:+.2f}", interval, str(d["n"]), str(d["unpaired"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)
 
 

@@ -27,6 +27,17 @@ class TrialRecord:
     curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss/..., acc/...
 
 
+def markdown_row(cells: Sequence[Any]) -> str:
+    """A Markdown table row whose cells cannot break out of it: names read from a store may hold a
+    newline, a ``|`` or HTML (``<script>``), none of which reaches the page as such."""
+
+    def cell(value: Any) -> str:
+        text = " ".join(str(value).split())
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+
+    return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+
 def _switch_order(switches) -> list[str]:
     parsed = {str(parse_switch(s)) for s in switches}
     return sorted(parsed, key=lambda s: (-parse_switch(s).total, -parse_switch(s).widths[0], len(parse_switch(s))))
@@ -124,7 +135,7 @@ def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
     keys = param_keys(records)
     sr = is_sr(records)
     head = ["trial", "method", *keys] + [f"{s}" for s in switches]
-    lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |"]
+    lines = ([f"**{title}**", ""] if title else []) + [markdown_row(head)]
     lines.append("|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(switches)) + "|")
     # the cost row: multiply-adds of each switch (total / busiest device), from the first trial having it
     cost = []
@@ -143,7 +154,7 @@ def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
             if matched and matched != s:
                 text += f" ({matched.strip('[]')})"
             cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     measure = "PSNR (dB, Y channel, border = scale)" if sr else "Top-1 accuracy (%)"
     lines += [
         "",

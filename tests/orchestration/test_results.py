@@ -371,3 +371,38 @@ def test_a_malformed_table_in_the_store_is_one_line_naming_the_run(tmp_path, cap
     lines = [line for line in err.splitlines() if line.startswith("report:")]  # MLflow logs its set-up too
     assert code == 2 and len(lines) == 1 and f"table/switches.json of run {run} is not a logged table" in lines[0]
     assert not (tmp_path / "r.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [
+        ({"top1": 0.5, "macs": 1}, "row 0: switch: Field required"),
+        ({"switch": "[2x]", "top1": 0.5, "macs": 1}, "row 0: switch:"),
+        ({"switch": "[1.0]", "top1": "high", "macs": 1}, "row 0: top1:"),
+        ({"switch": "[1.0]", "top1": 50.0, "macs": 1}, "row 0: top1: Input should be less than or equal to 1"),
+        ({"switch": "[1.0]", "top1": 0.5, "macs": -1}, "row 0: macs:"),
+    ],
+)
+def test_a_crafted_table_in_the_store_is_one_line_naming_the_run(tmp_path, capsys, row, needle):
+    from orchestration.tracking import open_tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = _log_study(uri, "baselines", _baselines().records[:1])
+    tracker = open_tracker(uri, "paradis-baselines")
+    run = tracker.trial_details(parent)[0]["run_id"]
+    table = {"columns": list(row), "data": [list(row.values())]}
+    tracker.log_text(run, json.dumps(table), "table/switches.json")  # the whole table: this one row
+    code = main(["results", "--tracking-uri", uri, "--output", str(tmp_path / "r.md"), "--study", "baselines"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report:")]
+    assert code == 2 and len(lines) == 1 and f"table/switches.json of run {run}: {needle}" in lines[0], lines
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_names_read_from_the_store_cannot_break_out_of_the_report_tables():
+    records = _baselines().records
+    for r in records:
+        if r.params["variant"] == "individual-0.5-0.5":
+            r.params["variant"] = "x\n# Heading | <script>alert(1)</script>"
+    text = results_markdown({"baselines": _study("baselines", records)}, "cmd")
+    assert "<script>" not in text and "\n# Heading" not in text
+    assert "x # Heading \\| &lt;script>alert(1)&lt;/script>" in text
