@@ -107,7 +107,12 @@ class Hosts:
         sh("ip", "link", "del", self.bridge, check=False)
 
 
+LOAD_FACTOR = 3
+
+
 def wait_for(what: str, check, timeout: float, logs: list[Path]) -> None:
+    # a server's start-up is CPU-bound: on a loaded 2-core machine it takes several times as long
+    timeout *= LOAD_FACTOR
     deadline = time.time() + timeout
     while time.time() < deadline:
         if check():
