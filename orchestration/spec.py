@@ -28,7 +28,6 @@ from paradis.config import (
     apply_overrides,
     format_validation_error,
     read_yaml,
-    set_key,
 )
 from paradis.methods import get_method
 from paradis.switch import parse_switch
@@ -313,6 +312,24 @@ def study_from_data(data: dict, source: str) -> StudySpec:
 
 
 _SWITCH_LIST_KEYS = ("training.switches", "evaluation.switches", "evaluation.match_switches")
+
+
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set a dotted key; a mapping merges into the section already there (an override of one key of
+    a section never resets its other keys)."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for k, v in value.items():
+            set_key(node[last], k, v)
+    else:
+        node[last] = copy.deepcopy(value)
 
 
 def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:

@@ -87,21 +87,6 @@ def test_a_dotted_override_into_a_variant_merges():
     assert cfg.training.optimizer.lr == 0.2  # the base's training section is kept
 
 
-def test_set_merges_a_mapping_into_its_section_exactly_as_a_variant_does():
-    base = load_study(ROOT / "studies/quickstart.yaml")
-    by_set = load_study(ROOT / "studies/quickstart.yaml", overrides=["training.optimizer={lr: 0.1, nesterov: false}"])
-    by_variant = load_study(
-        ROOT / "studies/quickstart.yaml",
-        overrides=["search.variants.ipkd={training.optimizer: {lr: 0.1, nesterov: false}}"],
-    )
-    a, b = by_set.training.optimizer, run_config_for(by_variant, {"variant": "ipkd"}).training.optimizer
-    assert a == b and a.lr == 0.1 and not a.nesterov
-    assert a.momentum == base.training.optimizer.momentum == 0.9  # kept, not reset to the default
-    assert a.weight_decay == base.training.optimizer.weight_decay
-    with pytest.raises(ConfigError, match=r"--set 'training.epochs.x=1': 'epochs' is not a section"):
-        load_study(ROOT / "studies/quickstart.yaml", overrides=["training.epochs.x=1"])
-
-
 def test_grid_dry_run_lists_every_trial():
     text = dry_run_text(load_study(ROOT / "studies/ablation.yaml"))
     assert "5 trial(s):" in text
