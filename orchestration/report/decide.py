@@ -42,7 +42,7 @@ def undecided(results: dict[str, StudyResult]) -> list[Undecided]:
         checks = claim.checks(results)
         for check, verdict in zip(checks, check_verdicts(checks)):
             if verdict == "inconclusive":
-                out.append(Undecided(key, check, check.seeds_to_decide()))
+                out.append(Undecided(key, check, check.seeds_to_decide(len(checks))))
     return out
 
 

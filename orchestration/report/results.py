@@ -249,20 +249,24 @@ class Check:
         holds, fails = self.p_values()
         return "reproduced" if holds <= alpha else "not reproduced" if fails <= alpha else "inconclusive"
 
-    def seeds_to_decide(self, limit: int = 1000) -> int | None:
-        """Fewest seeds whose interval would leave ``bound`` out, were the mean difference and its
-        spread the ones measured (``None``: decided already, or no spread to go by, or over ``limit``)."""
+    def seeds_to_decide(self, checks: int = 1, limit: int = 1000) -> int | None:
+        """Fewest seeds that would decide the check, were the mean difference and its spread the ones
+        measured: its statement shown to hold at 2.5 % one-sided, or (the mean on the other side of the
+        bound) shown to fail at Holm's strictest level over the claim's ``checks``, 2.5 % / checks.
+        ``None``: no spread to go by, the mean on the bound, or over ``limit``."""
         from scipy.stats import t as student_t
 
         d = self.diffs
-        if len(d) < 2 or self.verdict() != "inconclusive":
+        if len(d) < 2:
             return None
         mean, sd, _ = mean_sd(d)
+        holds_side = (mean > self.bound) if self.op == ">=" else (mean < self.bound)
+        alpha = ALPHA_LOOK if holds_side else ALPHA_LOOK / max(1, checks)
         gap = abs(mean - self.bound)
         if sd == 0 or gap == 0:
             return None
-        n = len(d) + 1
-        while n <= limit and float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n) >= gap:
+        n = len(d)
+        while n <= limit and float(student_t.ppf(1 - alpha, n - 1)) * sd / math.sqrt(n) >= gap:
             n += 1
         return n if n <= limit else None
 
@@ -583,7 +587,7 @@ def check_table(checks: Sequence[Check], verdicts: Sequence[str]) -> list[str]:
         holds, fails = c.p_values()
         p = "n/a" if len(seeds) < 2 else f"{holds:.3g} / {fails:.3g}"
         cells = [c.what, c.switch, _mean_of(c.a, seeds), _mean_of(c.b, seeds), _points(mean), interval]
-        need = c.seeds_to_decide()
+        need = c.seeds_to_decide(len(checks))
         decide = "" if verdict != "inconclusive" else str(need) if need else "> 1000" if len(seeds) > 1 else "?"
         cells += [str(len(seeds)), p, f"a - b {c.op} {c.bound:g}", verdict, decide]
         lines.append(markdown_row(cells))

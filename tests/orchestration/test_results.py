@@ -62,7 +62,10 @@ def test_a_check_is_decided_by_where_its_interval_lies():
 def test_seeds_to_decide_is_where_the_t_interval_would_exclude_the_bound():
     # mean 2, sd 1: half-width t(0.975, n-1) / sqrt(n) is 2.48 at n = 3, 1.59 at n = 4
     assert _check([1.0, 2.0, 3.0]).seeds_to_decide() == 4
-    assert _check([1.0, 2.0, 3.0], bound=-1.0).seeds_to_decide() is None  # decided already
+    assert _check([1.0, 2.0, 3.0], bound=-1.0).seeds_to_decide() == 3  # decided already by the 3 it has
+    # below the bound: refuting it must pass Holm's strictest level over the claim's checks (2.5 % / 4)
+    below = _check([-2.0, -2.5, -1.5], bound=-1.0)
+    assert below.seeds_to_decide(checks=1) == 4 and below.seeds_to_decide(checks=4) == 5
     assert _check([2.0]).seeds_to_decide() is None  # no spread to go by
     assert _check([-1.0, 1.0, 0.01]).seeds_to_decide() is None  # over 1000 seeds
 
