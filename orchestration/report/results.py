@@ -382,6 +382,14 @@ def _widest_first(switch: str) -> tuple[float, int]:
     return (-parse_switch(switch).total, len(parse_switch(switch).widths))
 
 
+def _paradis_and_us(results: dict[str, StudyResult]):
+    """Each baselines study that ran, with its ParaDiS and its US Wide IPKD configuration."""
+    for key in BASELINES:
+        study = _study(results, key)
+        if study is not None:
+            yield key, study.group(PARADIS_OF[key]), study.group("us-wide-ipkd")
+
+
 def _prefix(key: str) -> str:
     return "" if key == "baselines" else f"{key}: "
 
@@ -418,11 +426,7 @@ def _c1(results: dict[str, StudyResult]) -> list[Check]:
 )
 def _c2(results: dict[str, StudyResult]) -> list[Check]:
     checks = []
-    for key in BASELINES:
-        study = _study(results, key)
-        if study is None:
-            continue
-        paradis, us = study.group(PARADIS_OF[key]), study.group("us-wide-ipkd")
+    for key, paradis, us in _paradis_and_us(results):
         what = f"{_prefix(key)}ParaDiS - US Wide IPKD (same MACs)"
         checks += [Check(what, s, by_seed(paradis, s), by_seed(us, s), ">=", -1.0, (key,)) for s in DISTRIBUTABLE]
     return checks
@@ -483,11 +487,7 @@ def _c4(results: dict[str, StudyResult]) -> list[Check]:
 )
 def _c5(results: dict[str, StudyResult]) -> list[Check]:
     checks = []
-    for key in BASELINES:
-        study = _study(results, key)
-        if study is None:
-            continue
-        paradis, us = study.group(PARADIS_OF[key]), study.group("us-wide-ipkd")
+    for key, paradis, us in _paradis_and_us(results):
         for s in DISTRIBUTABLE:
             row = _row(paradis, s) if paradis else None
             match = closest_in_macs(us, row["max_device_macs"]) if row and us else None
