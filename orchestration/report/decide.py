@@ -9,7 +9,6 @@ split between the two looks (``ALPHA_LOOK``), so the second look does not inflat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from orchestration.report.results import CLAIMS, Check, StudyResult, check_verdicts
@@ -141,7 +140,3 @@ def parse_budget(text: str) -> float:
     if not value > 0 or value > 30 * 86400:
         raise ValueError(f"--budget {text!r}: not a duration between 1 s and 30 days")
     return value
-
-
-def summary(p: Plan) -> Sequence[str]:
-    return [f"{s}: +{n} seeds from repeat {p.first_repeat[s]}" for s, n in p.extra.items()]
