@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestration.spec import trial_name
+from paradis.registry import Registry
 
 
 class OptunaSpace:
@@ -182,10 +183,9 @@ def _optuna_describe(spec, n: int) -> list[str]:
     return lines
 
 
-SEARCHES: dict[str, SearchKind] = {
-    k.name: k
-    for k in (SearchKind("grid", _grid_setup, _grid_describe), SearchKind("optuna", _optuna_setup, _optuna_describe))
-}
+SEARCHES: Registry[SearchKind] = Registry("search kind")
+for _kind in (SearchKind("grid", _grid_setup, _grid_describe), SearchKind("optuna", _optuna_setup, _optuna_describe)):
+    SEARCHES.add(_kind.name, _kind)
 
 
 def tune_trial_name(trial) -> str:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from paradis.data import DEBIAN_FASHION_MNIST, DataError, TensorLoader, load_dataset, make_synthetic
+from paradis.registry import UnknownNameError
 
 needs_fmnist = pytest.mark.skipif(
     not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
@@ -31,7 +32,7 @@ def test_missing_or_malformed_folders_name_the_path(tmp_path):
         load_dataset("cifar100", None)
     with pytest.raises(DataError, match=r"lacks train/"):
         load_dataset("imagenet", tmp_path)
-    with pytest.raises(DataError, match="unknown data set 'svhn'"):
+    with pytest.raises(UnknownNameError, match="unknown data set 'svhn'; known: cifar10, cifar100, div2k"):
         load_dataset("svhn")
     for name in (
         "train-images-idx3-ubyte",

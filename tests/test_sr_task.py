@@ -77,7 +77,7 @@ def test_super_resolution_distillation_is_l1_to_the_teachers_detached_image():
         (
             {**SR, "data": {"name": "fashion-mnist"}},
             "data.name: 'fashion-mnist' is for task classification, but task is 'super-resolution' "
-            "(for super-resolution: skimage-photos, div2k)",
+            "(for super-resolution: div2k, skimage-photos)",
         ),
         ({"model": {"name": "wdsr"}}, "model.name: 'wdsr' is for task super-resolution, but task is 'classification'"),
         ({"data": {"name": "div2k"}}, "data.name: 'div2k' is for task super-resolution, but task is 'classification'"),

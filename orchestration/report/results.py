@@ -35,6 +35,7 @@ from orchestration.report.seeds import (
 )
 from orchestration.report.study import TrialRecord, markdown_row
 from orchestration.spec import StudySpec
+from paradis.registry import Registry
 from paradis.switch import parse_switch
 
 # The reduced studies of studies/, in the order the report lists them.
@@ -323,16 +324,14 @@ class Claim:
         return load_paper().claims[self.key]
 
 
-CLAIMS: dict[str, Claim] = {}
+CLAIMS: Registry[Claim] = Registry("claim")
 
 
 def claim(key: str, statement: str, studies: tuple[str, ...], decided_by: str):
     def register(fn: Callable[[dict[str, StudyResult]], list[Check]]):
-        if key in CLAIMS:
-            raise ValueError(f"claim {key!r} is already registered")
         if key not in load_paper().claims:
             raise ValueError(f"claim {key!r} quotes no sentence of the paper ({PAPER_FILE.name})")
-        CLAIMS[key] = Claim(key, statement, studies, fn, decided_by)
+        CLAIMS.add(key, Claim(key, statement, studies, fn, decided_by))
         return fn
 
     return register

@@ -104,8 +104,7 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in list_datasets():
-            raise ValueError(f"unknown data set {v!r}; known: {', '.join(list_datasets())}")
+        dataset_info(v)  # an unknown name lists the registered ones
         return v
 
 
@@ -294,8 +293,7 @@ class RunConfig(Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        if v not in list_tasks():
-            raise ValueError(f"unknown task {v!r}; known: {', '.join(list_tasks())}")
+        get_task(v)  # an unknown name lists the registered ones
         return v
 
     @model_validator(mode="before")

@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import Any
 
 import paradis.data.folders as folders
+from paradis.registry import Registry
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 CLASSIFICATION = "classification"
@@ -47,91 +48,85 @@ class DatasetInfo:
 
 _V, _S = "paradis.data.vision", "paradis.data.sr"
 _CIFAR = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-_REGISTRY: dict[str, DatasetInfo] = {
-    d.name: d
-    for d in (
-        DatasetInfo(
-            "fashion-mnist",
-            10,
-            (1, 28, 28),
-            normalization=((0.2860,), (0.3530,)),
-            loader=f"{_V}:load_fashion_mnist",
-            check=folders.fashion_mnist_layout,
-            description="Fashion-MNIST (Debian's dataset-fashion-mnist by default)",
-        ),
-        DatasetInfo(
-            "cifar10",
-            10,
-            (3, 32, 32),
-            normalization=_CIFAR,
-            loader=f"{_V}:load_cifar",
-            check=folders.cifar_check("cifar10"),
-            needs_root=True,
-        ),
-        DatasetInfo(
-            "cifar100",
-            100,
-            (3, 32, 32),
-            normalization=_CIFAR,
-            loader=f"{_V}:load_cifar",
-            check=folders.cifar_check("cifar100"),
-            needs_root=True,
-        ),
-        DatasetInfo(
-            "imagenet",
-            1000,
-            (3, 224, 224),
-            normalization=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-            loader=f"{_V}:load_imagenet",
-            check=folders.check_imagenet,
-            needs_root=True,
-        ),
-        DatasetInfo(
-            "synthetic",
-            10,
-            (1, 28, 28),
-            normalization=((0.5,), (0.25,)),
-            loader=f"{_V}:load_synthetic",
-            description="class templates plus noise: learnable, deterministic, no files",
-        ),
-        DatasetInfo(
-            "skimage-photos",
-            None,
-            (3, 32, 32),
-            task=SUPER_RESOLUTION,
-            loader=f"{_S}:load_photos",
-            check=folders.check_skimage,
-            description="scikit-image's photographs, bicubic x2 (built in)",
-        ),
-        DatasetInfo(
-            "div2k",
-            None,
-            (3, 48, 48),
-            task=SUPER_RESOLUTION,
-            loader=f"{_S}:load_div2k_splits",
-            check=folders.check_div2k,
-            needs_root=True,
-        ),
-    )
-}
+_REGISTRY: Registry[DatasetInfo] = Registry("data set")
+for _info in (
+    DatasetInfo(
+        "fashion-mnist",
+        10,
+        (1, 28, 28),
+        normalization=((0.2860,), (0.3530,)),
+        loader=f"{_V}:load_fashion_mnist",
+        check=folders.fashion_mnist_layout,
+        description="Fashion-MNIST (Debian's dataset-fashion-mnist by default)",
+    ),
+    DatasetInfo(
+        "cifar10",
+        10,
+        (3, 32, 32),
+        normalization=_CIFAR,
+        loader=f"{_V}:load_cifar",
+        check=folders.cifar_check("cifar10"),
+        needs_root=True,
+    ),
+    DatasetInfo(
+        "cifar100",
+        100,
+        (3, 32, 32),
+        normalization=_CIFAR,
+        loader=f"{_V}:load_cifar",
+        check=folders.cifar_check("cifar100"),
+        needs_root=True,
+    ),
+    DatasetInfo(
+        "imagenet",
+        1000,
+        (3, 224, 224),
+        normalization=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        loader=f"{_V}:load_imagenet",
+        check=folders.check_imagenet,
+        needs_root=True,
+    ),
+    DatasetInfo(
+        "synthetic",
+        10,
+        (1, 28, 28),
+        normalization=((0.5,), (0.25,)),
+        loader=f"{_V}:load_synthetic",
+        description="class templates plus noise: learnable, deterministic, no files",
+    ),
+    DatasetInfo(
+        "skimage-photos",
+        None,
+        (3, 32, 32),
+        task=SUPER_RESOLUTION,
+        loader=f"{_S}:load_photos",
+        check=folders.check_skimage,
+        description="scikit-image's photographs, bicubic x2 (built in)",
+    ),
+    DatasetInfo(
+        "div2k",
+        None,
+        (3, 48, 48),
+        task=SUPER_RESOLUTION,
+        loader=f"{_S}:load_div2k_splits",
+        check=folders.check_div2k,
+        needs_root=True,
+    ),
+):
+    _REGISTRY.add(_info.name, _info)
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
     """Add a data set; a name is registered once."""
-    if info.name in _REGISTRY:
-        raise ValueError(f"data set {info.name!r} is already registered")
-    _REGISTRY[info.name] = info
-    return info
+    return _REGISTRY.add(info.name, info)
 
 
 def list_datasets(task: str | None = None) -> list[str]:
-    return [n for n, d in _REGISTRY.items() if task is None or d.task == task]
+    return _REGISTRY.names(lambda d: task is None or d.task == task)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    if name not in _REGISTRY:
-        raise folders.DataError(f"unknown data set {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def check_dataset(name: str, root: str | os.PathLike | None) -> None:
@@ -144,7 +139,7 @@ def check_dataset(name: str, root: str | os.PathLike | None) -> None:
 def normalization(name: str | None, channels: int) -> Normalization | None:
     """``(mean, std)`` per channel with which data set ``name``'s loader normalizes images in [0, 1]
     (``None`` for one it does not normalize); synthetic images are normalized alike in every channel."""
-    info = _REGISTRY.get(name or "")
+    info = _REGISTRY.get(name) if name in _REGISTRY else None
     if info is None or info.normalization is None:
         return None
     mean, std = info.normalization

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, Protocol
 
-from paradis._util import Registry
 from paradis.methods.plan import FULL, StepPlan, distilled_plan
+from paradis.registry import Registry
 from paradis.switch import Switch, parse_switch
 
 # What a method contributes to a front: the grid of widths it trains (us), its trained switches

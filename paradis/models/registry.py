@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, TypeVar
 
+from paradis.registry import Registry
+
 CLASSIFICATION = "classification"
 SUPER_RESOLUTION = "super-resolution"
 
@@ -41,50 +43,49 @@ class ModelInfo:
 
 
 _MN, _RN, _WD = "paradis.models.mobilenet_v1", "paradis.models.resnet", "paradis.models.wdsr"
-_REGISTRY: dict[str, ModelInfo] = {
-    info.name: info
-    for info in (
-        ModelInfo("mobilenet_v1", f"{_MN}:mobilenet_v1", num_stages=5, description="MobileNet v1, 224x224 ImageNet"),
-        ModelInfo(
-            "mobilenet_v1_small",
-            f"{_MN}:mobilenet_v1_small",
-            in_chans=1,
-            input_size=(1, 28, 28),
-            num_stages=4,
-            num_classes=10,
-            description="MobileNet v1 for 28x28 and 32x32 inputs (Fashion-MNIST, CIFAR)",
-        ),
-        ModelInfo("resnet50", f"{_RN}:resnet50", num_stages=4, description="ResNet-50 (torchvision's at [1.0])"),
-        ModelInfo("resnet18", f"{_RN}:resnet18", num_stages=4, description="ResNet-18 (torchvision's at [1.0])"),
-        ModelInfo(
-            "resnet_small",
-            f"{_RN}:resnet_small",
-            in_chans=1,
-            input_size=(1, 28, 28),
-            num_stages=3,
-            num_classes=10,
-            description="CIFAR-style bottleneck ResNet for 28x28 and 32x32 inputs",
-        ),
-        ModelInfo(
-            "wdsr",
-            f"{_WD}:wdsr",
-            task=SUPER_RESOLUTION,
-            input_size=(3, 48, 48),
-            default_wide_factor=1.0,
-            num_classes=None,
-            description="WDSR x2 (64 channels, 8 blocks), the paper's appendix D",
-        ),
-        ModelInfo(
-            "wdsr_small",
-            f"{_WD}:wdsr_small",
-            task=SUPER_RESOLUTION,
-            input_size=(3, 32, 32),
-            default_wide_factor=1.0,
-            num_classes=None,
-            description="WDSR x2 reduced for CPU runs (32 channels, 4 blocks)",
-        ),
-    )
-}
+_REGISTRY: Registry[ModelInfo] = Registry("model")
+for _info in (
+    ModelInfo("mobilenet_v1", f"{_MN}:mobilenet_v1", num_stages=5, description="MobileNet v1, 224x224 ImageNet"),
+    ModelInfo(
+        "mobilenet_v1_small",
+        f"{_MN}:mobilenet_v1_small",
+        in_chans=1,
+        input_size=(1, 28, 28),
+        num_stages=4,
+        num_classes=10,
+        description="MobileNet v1 for 28x28 and 32x32 inputs (Fashion-MNIST, CIFAR)",
+    ),
+    ModelInfo("resnet50", f"{_RN}:resnet50", num_stages=4, description="ResNet-50 (torchvision's at [1.0])"),
+    ModelInfo("resnet18", f"{_RN}:resnet18", num_stages=4, description="ResNet-18 (torchvision's at [1.0])"),
+    ModelInfo(
+        "resnet_small",
+        f"{_RN}:resnet_small",
+        in_chans=1,
+        input_size=(1, 28, 28),
+        num_stages=3,
+        num_classes=10,
+        description="CIFAR-style bottleneck ResNet for 28x28 and 32x32 inputs",
+    ),
+    ModelInfo(
+        "wdsr",
+        f"{_WD}:wdsr",
+        task=SUPER_RESOLUTION,
+        input_size=(3, 48, 48),
+        default_wide_factor=1.0,
+        num_classes=None,
+        description="WDSR x2 (64 channels, 8 blocks), the paper's appendix D",
+    ),
+    ModelInfo(
+        "wdsr_small",
+        f"{_WD}:wdsr_small",
+        task=SUPER_RESOLUTION,
+        input_size=(3, 32, 32),
+        default_wide_factor=1.0,
+        num_classes=None,
+        description="WDSR x2 reduced for CPU runs (32 channels, 4 blocks)",
+    ),
+):
+    _REGISTRY.add(_info.name, _info)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,23 +96,19 @@ def register_model(fn: F | None = None, /, **metadata: Any):
 
     def add(f: F) -> F:
         name = metadata.pop("name", f.__name__)
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, f, **metadata)
+        _REGISTRY.add(name, ModelInfo(name, f, **metadata))
         return f
 
     return add(fn) if fn is not None else add
 
 
 def list_models(task: str | None = None) -> list[str]:
-    return sorted(n for n, info in _REGISTRY.items() if task is None or info.task == task)
+    return _REGISTRY.names(lambda info: task is None or info.task == task)
 
 
 def model_info(name: str) -> ModelInfo:
     """The metadata of a registered model; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def create_model(

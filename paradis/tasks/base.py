@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from paradis._util import Registry
+from paradis.registry import Registry
 
 
 @dataclass(frozen=True)
