@@ -26,7 +26,7 @@ def test_a_registry_refuses_a_name_twice_and_lists_sorted_names():
     assert r.names() == ["blue", "red"] and r.values() == [2, 1] and list(r) == ["blue", "red"]
     assert r.items() == [("blue", 2), ("red", 1)] and len(r) == 2 and "red" in r and "green" not in r
     assert r.names(lambda v: v > 1) == ["blue"]
-    with pytest.raises(UnknownNameError, match="^unknown colour 'green'; known: blue, red$"):
+    with pytest.raises(UnknownNameError, match=r"^unknown colour 'green'; known: blue, red$"):
         r.get("green")
 
 
