@@ -9,6 +9,7 @@ from paradis import calibrate_bn, create_model, list_models, parse_switch, profi
 from paradis.layers import RangeConv2d, RangeLinear, SwitchableBatchNorm2d
 from paradis.models import register_model
 from tests.conftest import MODEL_INPUTS
+from tests.models.ownership import assert_sub_network_ignores_outside_weights, train_some_switches
 
 SWITCHES = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[0.5, 0.25, 0.25]", "[4x0.25]", "[8x0.125]"]
 
@@ -90,68 +91,11 @@ def test_wide_switch_is_a_wider_network():
     assert 1.2**2 * 0.95 < p_wide.macs / p_full.macs < 1.2**2 * 1.05
 
 
-def owned_masks(model, switch, index):
-    """For every parameter, which entries belong to sub-network ``index`` of ``switch``."""
-    masks = {}
-    for name, layer in model.range_layers():
-        outs = layer.out_ranges(switch)
-        ins = layer.in_ranges(switch)
-        w = torch.zeros_like(layer.weight, dtype=torch.bool)
-        b = None if getattr(layer, "bias", None) is None else torch.zeros_like(layer.bias, dtype=torch.bool)
-        if isinstance(layer, SwitchableBatchNorm2d) or getattr(layer, "depthwise", False):
-            o0, o1 = outs[index]
-            w[o0:o1] = True
-            b_range = (o0, o1)
-        elif outs is None:  # fusing classifier: its columns, and the shared bias
-            i0, i1 = ins[index]
-            w[:, i0:i1] = True
-            b_range = (0, layer.weight.shape[0])
-        else:
-            o0, o1 = outs[index]
-            i0, i1 = ins[index] if ins is not None else (0, layer.weight.shape[1])
-            w[o0:o1, i0:i1] = True
-            b_range = (o0, o1)
-        masks[f"{name}.weight"] = w
-        if b is not None:
-            b[b_range[0] : b_range[1]] = True
-            masks[f"{name}.bias"] = b
-    assert set(masks) == {n for n, _ in model.named_parameters()}
-    return masks
-
-
 @pytest.mark.parametrize("name", list(MODEL_INPUTS))
 @pytest.mark.parametrize("switch", ["[0.5, 0.25, 0.25]", "[4x0.25]"])
 def test_sub_network_ignores_weights_outside_its_slice(name, switch):
     model = create_model(name, num_classes=10, in_chans=MODEL_INPUTS[name][0]).train()
-    s = model.resolve(switch)
-    x = torch.randn(4, *MODEL_INPUTS[name])
-    for index in range(len(s)):
-        masks = owned_masks(model, s, index)
-        head_cols = masks["head.weight"]
-        with torch.no_grad():
-            model.head.weight[~head_cols] = 0  # the fused output is now sub-network `index` alone
-        before = model(x, s, bn_update="none")
-        with torch.no_grad():
-            for pname, p in model.named_parameters():
-                p[~masks[pname]] = torch.randn_like(p)[~masks[pname]] * 3
-            model.head.weight[~head_cols] = 0
-        after = model(x, s, bn_update="none")
-        torch.testing.assert_close(after, before, rtol=0, atol=0)
-        # and the sub-network does depend on its own weights
-        with torch.no_grad():
-            model.head.weight[head_cols] += 1
-        assert not torch.allclose(model(x, s, bn_update="none"), before)
-
-
-def _train_some_switches(model, shape, trained, never_trained):
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            for s in trained:
-                model(torch.randn(8, *shape), s)
-    for s in never_trained:
-        calibrate_bn(model, s, [torch.randn(8, *shape) for _ in range(2)])
-    return model.eval()
+    assert_sub_network_ignores_outside_weights(model, model.resolve(switch), torch.randn(4, *MODEL_INPUTS[name]))
 
 
 @pytest.mark.parametrize("name", list(MODEL_INPUTS))
@@ -160,7 +104,7 @@ def test_extraction_equals_the_fused_switch(name):
     model = create_model(name, num_classes=10, in_chans=shape[0])
     trained = ["[1.2]", "[1.0]", "[0.5, 0.5]", "[4x0.25]"]
     never = ["[0.5, 0.25, 0.25]", "[8x0.125]", "[0.25, 0.25]"]
-    _train_some_switches(model, shape, trained, never)
+    train_some_switches(model, shape, trained, never)
     x = torch.randn(3, *shape)
     for switch in trained + never:
         extracted = model.extract(switch)
@@ -188,7 +132,7 @@ def _file_bytes(module):
 def test_sub_network_holds_about_its_share_of_the_parameters(name):
     shape = MODEL_INPUTS[name]
     model = create_model(name, num_classes=10, in_chans=shape[0])
-    _train_some_switches(model, shape, ["[1.0]", "[4x0.25]"], [])
+    train_some_switches(model, shape, ["[1.0]", "[4x0.25]"], [])
     full = model.extract("[1.0]").subnets[0]
     quarter = model.extract("[4x0.25]").subnets[1]
     n_full = sum(p.numel() for p in full.parameters())
@@ -218,7 +162,7 @@ def test_every_switch_runs_and_features_are_zero_padded(name):
 
 def test_switch_is_an_argument_not_state():
     model = create_model("mobilenet_v1_small", num_classes=10)
-    _train_some_switches(model, (1, 28, 28), ["[1.0]", "[0.5, 0.5]"], [])
+    train_some_switches(model, (1, 28, 28), ["[1.0]", "[0.5, 0.5]"], [])
     x = torch.randn(2, 1, 28, 28)
     a1 = model(x, "[1.0]")
     b = model(x, "[0.5, 0.5]")
@@ -229,7 +173,7 @@ def test_switch_is_an_argument_not_state():
 
 def test_state_dict_round_trip_keeps_every_switch():
     shape = MODEL_INPUTS["resnet_small"]
-    model = _train_some_switches(
+    model = train_some_switches(
         create_model("resnet_small", num_classes=10, in_chans=3),
         shape,
         ["[1.0]", "[4x0.25]"],

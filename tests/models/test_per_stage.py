@@ -10,7 +10,7 @@ from paradis.costs import count_macs
 from paradis.layers import RangeConv2d, RangeLinear, SwitchableBatchNorm2d
 from paradis.models.resnet import Bottleneck
 from tests.conftest import MODEL_INPUTS
-from tests.models.test_models import _train_some_switches, owned_masks
+from tests.models.ownership import assert_sub_network_ignores_outside_weights, train_some_switches
 
 PER_STAGE = {
     "mobilenet_v1_small": [
@@ -60,22 +60,7 @@ def test_per_stage_sub_network_ignores_weights_outside_its_slice(name):
     model = create_model(name, num_classes=10, in_chans=shape[0]).train()
     x = torch.randn(4, *shape)
     for text in PER_STAGE[name][:2]:
-        s = model.resolve(text)
-        for index in range(len(s)):
-            masks = owned_masks(model, s, index)
-            head_cols = masks["head.weight"]
-            with torch.no_grad():
-                model.head.weight[~head_cols] = 0
-            before = model(x, s, bn_update="none")
-            with torch.no_grad():
-                for pname, p in model.named_parameters():
-                    p[~masks[pname]] = torch.randn_like(p)[~masks[pname]] * 3
-                model.head.weight[~head_cols] = 0
-            after = model(x, s, bn_update="none")
-            torch.testing.assert_close(after, before, rtol=0, atol=0)
-            with torch.no_grad():
-                model.head.weight[head_cols] += 1
-            assert not torch.allclose(model(x, s, bn_update="none"), before)
+        assert_sub_network_ignores_outside_weights(model, model.resolve(text), x)
 
 
 @pytest.mark.parametrize("name", list(PER_STAGE))
@@ -84,7 +69,7 @@ def test_per_stage_extraction_costs_and_private_statistics(name):
     model = create_model(name, num_classes=10, in_chans=shape[0])
     trained = ["[1.0]", "[0.5, 0.5]", PER_STAGE[name][0]]
     never = PER_STAGE[name][1:]
-    _train_some_switches(model, shape, trained, never)
+    train_some_switches(model, shape, trained, never)
     x = torch.randn(3, *shape)
     for text in trained + never:
         s = parse_switch(text)
@@ -108,7 +93,7 @@ def test_per_stage_extraction_costs_and_private_statistics(name):
 def test_calibrating_a_per_stage_switch_touches_only_its_statistics():
     model = create_model("mobilenet_v1_small", num_classes=10)
     a, b = PER_STAGE["mobilenet_v1_small"][:2]
-    _train_some_switches(model, (1, 28, 28), ["[1.0]", a], [])
+    train_some_switches(model, (1, 28, 28), ["[1.0]", a], [])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calibrate_bn(model, b, [torch.randn(8, 1, 28, 28) for _ in range(2)])
     after = model.state_dict()

@@ -57,8 +57,7 @@ def test_a_study_names_its_model_and_data(tmp_path):
     text = (ROOT / "studies/quickstart.yaml").read_text()
     for key in ("model", "data"):
         path = tmp_path / f"no-{key}.yaml"
-        kept = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
-        # drop the section's indented body with it
+        # drop the section's header and its indented body
         out, skip = [], False
         for line in text.splitlines():
             if line.startswith(f"{key}:"):
@@ -68,7 +67,8 @@ def test_a_study_names_its_model_and_data(tmp_path):
                 continue
             skip = False
             out.append(line)
-        assert len(out) < len(kept) + 1
+        dropped = [line for line in text.splitlines() if line not in out]
+        assert dropped[0] == f"{key}:" and len(dropped) >= 2 and all(d.startswith("  ") for d in dropped[1:])
         path.write_text("\n".join(out) + "\n")
         with pytest.raises(ConfigError, match=rf"{key}: required key is missing"):
             load_study(path)
