@@ -31,6 +31,7 @@ from paradis.config import (
 )
 from paradis.methods import get_method
 from paradis.switch import parse_switch
+from paradis.util import first_line
 
 
 class TrackingSpec(Strict):
@@ -306,7 +307,7 @@ def study_from_data(data: dict, source: str) -> StudySpec:
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+        raise ConfigError(first_line(format_validation_error(err, source), None)) from None
     spec._data = copy.deepcopy(data)
     return spec
 
@@ -389,7 +390,7 @@ def run_config_for(spec: StudySpec, params: dict[str, Any], source: str = "trial
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source).splitlines()[0]) from None
+        raise ConfigError(first_line(format_validation_error(err, source), None)) from None
     if spec.front is not None and get_method(cfg.training.method).front is not None and not cfg.data.holdout:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"holdout": spec.front.validation})})
     return cfg

@@ -6,7 +6,7 @@ import without torch: a bad study is rejected in well under a second.
 
 from typing import TYPE_CHECKING
 
-from paradis._util import lazy_names
+from paradis.util import lazy_names
 
 _LAZY = {
     "BNStatisticsMissing": "paradis.layers",

@@ -41,6 +41,7 @@ from paradis.deploy.files import quote
 from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
 from paradis.deploy.planner import Latencies, SwitchOption
 from paradis.switch import Switch
+from paradis.util import first_line
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -289,8 +290,7 @@ class ray_session:  # lower case: used as a context manager, like a function
                     log_to_driver=False,
                 )
         except Exception as err:  # Ray raises several types for an unreachable or refused cluster
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise CommandError(f"Ray could not start ({type(err).__name__}: {first})") from None
+            raise CommandError(f"Ray could not start ({type(err).__name__}: {first_line(err, 200)})") from None
         self.owned = True
         return self
 

@@ -26,6 +26,7 @@ from paradis.deploy import (
 )
 from paradis.deploy.export import load_fusion, load_state
 from paradis.switch import Switch, SwitchLike, parse_switch
+from paradis.util import first_line
 
 
 class DeviceFailure(RuntimeError):
@@ -110,8 +111,7 @@ class DevicePool:
             ) from None
         except ray.exceptions.RayActorError as err:  # an actor died while starting (e.g. no usable GPU)
             self.shutdown()
-            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-            raise DeviceFailure(f"a device actor died while starting: {first}", self.names) from None
+            raise DeviceFailure(f"a device actor died while starting: {first_line(err)}", self.names) from None
 
     # loading ----------------------------------------------------------------------------------
     def load_full(self, trained: TrainedModel, switch: SwitchLike | None = None) -> None:

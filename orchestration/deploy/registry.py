@@ -25,6 +25,7 @@ from orchestration.deploy.sources import load_source
 from paradis.deploy import ExportError, Manifest, export_switch, read_manifest, verify_export
 from paradis.deploy.export import MANIFEST_NAME, named_files
 from paradis.deploy.files import quote
+from paradis.util import first_line
 
 MODEL_URI = re.compile(
     r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,99})(?:/(?P<version>[1-9][0-9]{0,9})|@(?P<alias>[A-Za-z0-9_\-]{1,100}))"
@@ -64,11 +65,6 @@ def _tracker(args: argparse.Namespace, experiment: str = ""):
     return open_tracker(uri, experiment=experiment), uri
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
-
-
 # --- reading a version -----------------------------------------------------------------------------
 def fetch_model(args: argparse.Namespace, uri: str, dest: str) -> tuple[Path, Manifest, dict[str, str]]:
     """Download version ``uri`` into ``dest`` and check it: the manifest's SHA-256 against the version's
@@ -77,7 +73,7 @@ def fetch_model(args: argparse.Namespace, uri: str, dest: str) -> tuple[Path, Ma
     try:
         local, info = tracker.resolve_model_uri(uri, dest)
     except Exception as err:  # MLflow raises its own types for a missing model, version or alias
-        raise CommandError(f"{uri} cannot be read from {store}: {_first_line(err)}") from None
+        raise CommandError(f"{uri} cannot be read from {store}: {first_line(err)}") from None
     digest = info.get(DIGEST_TAG)
     if not digest:
         raise CommandError(f"{uri} has no {DIGEST_TAG} tag: it was not registered by deploy register")
@@ -125,7 +121,7 @@ def register_command(args: argparse.Namespace) -> int:
                 alias=args.alias, description=f"switch {m.switch} of {trained.source}",
             )  # fmt: skip
         except Exception as err:
-            raise CommandError(f"{args.name} cannot be registered in {store}: {_first_line(err)}") from None
+            raise CommandError(f"{args.name} cannot be registered in {store}: {first_line(err)}") from None
         if run_id != args.run_id:
             tracker.finish(run_id, "FINISHED")
     alias = f", alias {args.alias}" if args.alias else ""
@@ -141,7 +137,7 @@ def _new_run(tracker: Any, args: argparse.Namespace) -> str:
     try:
         return tracker.start_run(f"deploy {args.name} {args.switch}", tags)
     except Exception as err:
-        raise CommandError(f"a run for {args.name} cannot be created: {_first_line(err)}") from None
+        raise CommandError(f"a run for {args.name} cannot be created: {first_line(err)}") from None
 
 
 def check_version_switch(args: argparse.Namespace, manifest: Manifest, what: str) -> None:

@@ -7,11 +7,7 @@ import tempfile
 
 from paradis.deploy import ExportError, TrainedModel, load_trained
 from paradis.deploy.export import accuracy_from_metrics
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+from paradis.util import first_line
 
 
 def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> TrainedModel:
@@ -24,13 +20,13 @@ def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> 
     try:
         metrics = tracker.run_metrics(run_id)
     except Exception as err:
-        raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {_first_line(err)}") from None
+        raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {first_line(err, 200)}") from None
     with tempfile.TemporaryDirectory(prefix="paradis-deploy-") as d:
         try:
             path = tracker.download(run_id, "checkpoint/checkpoint.pt", d)
         except Exception as err:
             raise ExportError(
-                f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): {_first_line(err)}"
+                f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): {first_line(err, 200)}"
             ) from None
         trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
     trained.source = f"mlflow run {run_id} ({uri})"

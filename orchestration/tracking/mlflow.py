@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.tracking.base import TrackingError, flatten
+from paradis.util import first_line
 
 TABLE_LIMIT = 50_000_000  # bytes: a logged table is read whole
 
@@ -40,8 +41,7 @@ def check_tracking(uri: str, timeout_s: float = 20.0) -> None:
     try:
         make_client(uri).search_experiments(max_results=1)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrackingError(f"MLflow tracking store {uri} is not reachable: {first[:300]}") from None
+        raise TrackingError(f"MLflow tracking store {uri} is not reachable: {first_line(err)}") from None
     finally:
         for k, v in old.items():
             if v is None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from paradis.config.schema import ConfigError, RunConfig
 from paradis.switch import _short as short
+from paradis.util import first_line
 
 MAX_SPEC_BYTES = 1_000_000  # a study or run configuration is a few kilobytes
 MAX_ALIASES = 100  # YAML anchors are a convenience; thousands of aliases are an expansion bomb
@@ -68,7 +69,7 @@ def load_yaml_text(text: str, source: str):
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err, None)
         raise ConfigError(f"{source}: not valid YAML{where}: {short(problem)[1:-1]}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply") from None
@@ -145,7 +146,7 @@ def validate(model: type[BaseModel], data: dict, source: str, prefix: str = ""):
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, prefix).splitlines()[0]) from None
+        raise ConfigError(first_line(format_validation_error(err, source, prefix), None)) from None
 
 
 def load_run_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:

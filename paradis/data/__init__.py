@@ -6,7 +6,7 @@ Names load on first use, so that ``from paradis.data import check_dataset`` does
 
 from typing import TYPE_CHECKING
 
-from paradis._util import lazy_names
+from paradis.util import lazy_names
 
 _LAZY = {
     "DataError": "paradis.data.folders",

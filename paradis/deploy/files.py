@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from paradis.util import first_line
+
 MAX_MANIFEST_BYTES = 4 << 20  # a manifest of 1024 devices and 100k classes stays far below this
 MAX_JSON_BYTES = 16 << 20  # plan tables, latency tables, history.json
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -83,8 +85,7 @@ def parse_json(data: bytes, where: str) -> Any:
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ExportError(f"{where}: not valid JSON ({type(err).__name__}: {first[:200]})") from None
+        raise ExportError(f"{where}: not valid JSON ({type(err).__name__}: {first_line(err, 200)})") from None
 
 
 def read_json(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES) -> Any:

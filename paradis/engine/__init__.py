@@ -7,7 +7,7 @@ Names load on first use, so that ``paradis.engine.metrics`` is read without impo
 
 from typing import TYPE_CHECKING
 
-from paradis._util import lazy_names
+from paradis.util import lazy_names
 
 _LAZY = {
     "CheckpointError": "paradis.engine.checkpoint",

@@ -6,7 +6,7 @@ without importing torch.
 
 from typing import TYPE_CHECKING
 
-from paradis._util import lazy_names
+from paradis.util import lazy_names
 
 _LAZY = {
     "ExtractedSwitch": "paradis.models.base",

@@ -1,5 +1,7 @@
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,23 @@ def study_env(tmp_path):
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     yield env
     shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+
+
+def stop_ray_under(temp_dir) -> None:
+    """Kill the Ray processes a test started: those run with its ``RAY_TMPDIR`` (Ray's workers rename
+    themselves, their environment stays). ``ray stop --force`` would kill every Ray on the machine, a
+    user's study too."""
+    marker = f"RAY_TMPDIR={temp_dir}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def run_study(args, env, timeout=900):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestration.conftest import ROOT, mlflow_runs
+from tests.orchestration.conftest import ROOT, mlflow_runs, stop_ray_under
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
@@ -81,4 +81,4 @@ def test_job_submit_with_token_auth_lands_runs_in_the_users_store(study_env, tmp
         # the runs are in the user's store, not in the job's copy of the working directory
         assert not list(Path(env["RAY_TMPDIR"]).rglob("mlflow.db"))
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray_under(env["RAY_TMPDIR"])

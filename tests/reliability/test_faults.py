@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestration.conftest import ROOT, mlflow_runs, run_study
+from tests.orchestration.conftest import ROOT, mlflow_runs, run_study, stop_ray_under
 
 pytestmark = pytest.mark.slow
 ONE_VARIANT = "search.variants={only: {training.beta: 0.0}}"
@@ -355,7 +355,7 @@ def test_worker_node_killed_its_trials_finish_elsewhere(study_env, tmp_path):
         for node in nodes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.pid, signal.SIGKILL)
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        stop_ray_under(env["RAY_TMPDIR"])
 
 
 PARECO_TWO = [

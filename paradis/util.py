@@ -18,3 +18,12 @@ def lazy_names(package: str, names: dict[str, str], namespace: dict[str, Any]) -
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def first_line(value: BaseException | str, limit: int | None = 300) -> str:
+    """The first line of an error's (or a text's) message, at most ``limit`` characters: what a
+    one-line refusal quotes. An exception with an empty message is named by its type."""
+    text = str(value).strip()
+    if not text:
+        return type(value).__name__ if isinstance(value, BaseException) else ""
+    return text.splitlines()[0][:limit]
