@@ -23,8 +23,8 @@ from typing import Any
 from orchestration.deploy.checks import CommandError, edge_options
 from orchestration.deploy.sources import load_source
 from paradis.deploy import ExportError, Manifest, export_switch, read_manifest, verify_export
-from paradis.deploy.export import MANIFEST_NAME, named_files
 from paradis.deploy.files import quote
+from paradis.deploy.manifest import MANIFEST_NAME, named_files
 
 MODEL_URI = re.compile(
     r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,99})(?:/(?P<version>[1-9][0-9]{0,9})|@(?P<alias>[A-Za-z0-9_\-]{1,100}))"
