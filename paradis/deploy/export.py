@@ -4,7 +4,8 @@ folder beside the output and moved in once complete (reading it back: :mod:`para
 ``export_switch(model, switch, out_dir, input_size=...)`` writes, for sub-network ``i`` of the switch:
 
 - ``device{i}.pt``: its state dict only (its slice of every weight and the switch's BN statistics),
-  about its share of the parameters; read back with :func:`~paradis.deploy.load.load_subnetwork` (needs this package);
+  about its share of the parameters; read back with :func:`~paradis.deploy.load.load_subnetwork`
+  (needs this package);
 - ``device{i}.pt2``: the same sub-network as a ``torch.export`` program with a dynamic batch size,
   which loads with plain torch (``torch.export.load(path).module()``), without this package;
 
@@ -13,9 +14,10 @@ folder beside the output and moved in once complete (reading it back: :mod:`para
   test split;
 
 and ``fusion.pt`` (``{"bias": tensor}``: the fusion is the sum of the partial outputs plus this bias,
-added once; the manifest repeats the bias as numbers) and ``manifest.json`` (:class:`~paradis.deploy.manifest.Manifest`): switch,
-fusion rule, input specification, the switch's accuracy and multiply-adds when known, the per-device
-multiply-adds, parameters and files, and the size and SHA-256 of every file it names.
+added once; the manifest repeats the bias as numbers) and ``manifest.json``
+(:class:`~paradis.deploy.manifest.Manifest`): switch, fusion rule, input specification, the switch's
+accuracy and multiply-adds when known, the per-device multiply-adds, parameters and files, and the
+size and SHA-256 of every file it names.
 """
 
 from __future__ import annotations
@@ -215,7 +217,16 @@ def _write_device(net: SubNetwork, example: torch.Tensor, out: Path, index: int,
         program_file = f"device{index}.pt2"
         export_program(net, example, out / program_file)
     size = (out / state_file).stat().st_size
-    return DeviceEntry(index, 0.0, "", 0, 0, state_file, program_file, size)
+    return DeviceEntry(
+        index=index,
+        width=0.0,
+        channels="",
+        macs=0,
+        params=0,
+        state_file=state_file,
+        program_file=program_file,
+        file_bytes=size,
+    )
 
 
 def _manifest(trained: TrainedModel, s: Switch, prof: Any, devices: list[DeviceEntry], bias: Any) -> Manifest:

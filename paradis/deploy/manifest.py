@@ -1,21 +1,19 @@
-"""The manifest of an export (``manifest.json``): its schema, the checks every manifest read passes,
-and the files it names."""
+"""The manifest of an export (``manifest.json``) as a strict pydantic model: every key declared, its
+type and bounds, file names that stay inside the export folder, and the checks across keys (one
+device per sub-network, in order; a bias per class; the input's channels the model's). A manifest
+that no export of this package writes is one :class:`~paradis.deploy.files.ExportError` naming the
+key path and the value; reading it runs nothing (bounded JSON, :mod:`paradis.deploy.files`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from paradis.deploy.files import (
-    ExportError,
-    check_digest_entry,
-    check_name,
-    count,
-    finite_number,
-    parse_json,
-    quote,
-)
+from pydantic import AfterValidator, Field, ValidationError, model_validator, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from paradis.deploy.files import ExportError, parse_json, quote
+from paradis.deploy.schema import STRICT, FileName, Strict, SwitchText, count, fail, number, one_line
 from paradis.models import list_models
 from paradis.switch import ROUNDINGS, Switch, parse_switch
 
@@ -30,49 +28,139 @@ MAX_IMAGE_SIDE = 8192
 ARTIFACT_KINDS = ("onnx", "onnx-int8", "pte")
 
 
-@dataclass
-class DeviceEntry:
-    index: int
-    width: float
+def _registered(name: str) -> str:
+    if name not in list_models():
+        fail("not_one_of", f"{quote(name)} is not a registered model")
+    return name
+
+
+def _rounding(rule: str) -> str:
+    if rule not in ROUNDINGS:
+        fail("not_one_of", f"{quote(rule)} is not one of {', '.join(ROUNDINGS)}")
+    return rule
+
+
+def _artifact_kind(kind: str) -> str:
+    if kind not in ARTIFACT_KINDS:
+        fail("not_one_of", f"unknown artifact kind {quote(kind)}; known: {', '.join(ARTIFACT_KINDS)}")
+    return kind
+
+
+def _sha256(digest: str) -> str:
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        fail("sha256", f"{quote(digest)} is not a SHA-256 hex digest")
+    return digest
+
+
+Count = count()
+Side = count(1, MAX_IMAGE_SIDE)
+ArtifactKind = Annotated[str, AfterValidator(_artifact_kind)]
+Sha256 = Annotated[str, AfterValidator(_sha256)]
+Numbers = list[number()]
+
+
+@with_config(STRICT)
+class ModelArgs(TypedDict):
+    """The registry arguments of the model (:func:`paradis.deploy.trained.build_model`); a manifest
+    written before the rounding option used the shared rule."""
+
+    name: Annotated[str, AfterValidator(_registered)]
+    num_classes: count(1, MAX_CLASSES)
+    in_chans: count(1, MAX_IN_CHANS)
+    wide_factor: number(1e-3, 16.0)
+    rounding: NotRequired[Annotated[str, AfterValidator(_rounding)]]
+
+
+@with_config(STRICT)
+class FusionSpec(TypedDict):
+    rule: str
+    file: FileName
+    op: str
+    bias: NotRequired[Numbers | None]  # format 2: one number per class (None: no bias)
+
+
+@with_config(STRICT)
+class InputSpec(TypedDict):
+    # JSON writes the shape as a list: ["batch", C, H, W]
+    shape: Annotated[tuple[Literal["batch"], count(1), Side, Side], Field(strict=False)]
+    dtype: str
+    layout: str
+    dataset: str | None
+    mean: Numbers | None
+    std: Numbers | None
+    preprocessing: str | None
+
+
+@with_config(STRICT)
+class OutputSpec(TypedDict):
+    shape: Annotated[tuple[Literal["batch"], count(1, MAX_CLASSES)], Field(strict=False)]
+    kind: str
+
+
+@with_config(STRICT)
+class Digest(TypedDict):
+    bytes: Count
+    sha256: Sha256
+
+
+class DeviceEntry(Strict):
+    index: Count
+    width: number(0.0)
     channels: str  # the fraction range of every layer it owns, e.g. "[0.5, 1.0)"
-    macs: int
-    params: int
-    state_file: str
-    program_file: str | None
-    file_bytes: int
+    macs: Count
+    params: Count
+    state_file: FileName
+    program_file: FileName | None
+    file_bytes: Count
     # edge files of this device, by kind: {"onnx": "device0.onnx", "onnx-int8": ..., "pte": ...}
-    artifacts: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[ArtifactKind, FileName] = Field(default_factory=dict)
 
 
-@dataclass
-class Manifest:
+class Manifest(Strict):
     """What a deployment needs to know, as ``manifest.json``."""
 
-    switch: str
-    fusion: dict[str, Any]
-    input: dict[str, Any]
-    output: dict[str, Any]
-    model: dict[str, Any]
-    macs: int
-    max_device_macs: int
-    params: int
-    accuracy: float | None
+    switch: SwitchText
+    fusion: FusionSpec
+    input: InputSpec
+    output: OutputSpec
+    model: ModelArgs
+    macs: Count
+    max_device_macs: Count
+    params: Count
+    accuracy: number(0.0, 1.0) | None
     devices: list[DeviceEntry]
     source: str = ""
-    format: int = MANIFEST_FORMAT
+    format: Literal[1, 2] = MANIFEST_FORMAT
     # every file the manifest names: {name: {"bytes": n, "sha256": hex digest}}
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[FileName, Digest] = Field(default_factory=dict)
     # per edge artifact kind: how it was made and how to run it (input/output names, quantization)
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[ArtifactKind, dict[str, Any]] = Field(default_factory=dict)
     # top-1 of the fused output of each kind ("torch", "onnx", "onnx-int8", "pte") on the test split
     evaluation: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        """One device per sub-network, in order; a bias per class; the input's channels the model's."""
+        n = len(self.parsed_switch)
+        if len(self.devices) != n:
+            raise ValueError(f"{len(self.devices)} devices for switch {self.switch}")
+        for i, d in enumerate(self.devices):
+            if d.index != i:
+                raise ValueError(f"device {i}: index {quote(d.index)} is not its position {i}")
+        classes, bias = self.model["num_classes"], self.fusion.get("bias")
+        if bias is not None and len(bias) != classes:
+            raise ValueError(f"fusion.bias is not a list of {classes} numbers (one per class)")
+        shape, in_chans = self.input["shape"], self.model["in_chans"]
+        if shape[1] != in_chans:
+            raise ValueError(f"input.shape {quote(list(shape))}: {shape[1]} channels where the model takes {in_chans}")
+        return self
 
     @property
     def parsed_switch(self) -> Switch:
         return parse_switch(self.switch)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(self.model_dump(mode="json"), indent=1)
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "manifest") -> Manifest:
@@ -85,99 +173,9 @@ class Manifest:
         if data.get("format") not in READABLE_FORMATS:
             raise ExportError(f"{where}: format {quote(data.get('format'))} is not one of {READABLE_FORMATS}")
         try:
-            if not isinstance(data.get("devices"), list):
-                raise TypeError(f"devices {quote(data.get('devices'))} is not a list")
-            devices = [DeviceEntry(**d) if isinstance(d, dict) else _not_object(d) for d in data["devices"]]
-            manifest = cls(**{**data, "devices": devices})
-            if not isinstance(manifest.switch, str):
-                raise TypeError(f"switch {quote(manifest.switch)} is not a string")
-            parse_switch(manifest.switch)
-            check_manifest(manifest)
-        except ExportError as err:
-            raise ExportError(f"{where}: {err}") from None
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
-            text = str(err).splitlines()[0][:300] if str(err) else ""
-            raise ExportError(f"{where}: not a valid ParaDiS manifest ({type(err).__name__}: {text})") from None
-        return manifest
-
-
-def _not_object(value: object) -> DeviceEntry:
-    raise TypeError(f"device entry {quote(value)} is not an object")
-
-
-def check_manifest(m: Manifest) -> None:
-    """Raise ``ValueError`` (or :class:`ExportError`) for a manifest that no export of this package writes."""
-    if len(m.devices) != len(m.parsed_switch):
-        raise ExportError(f"{len(m.devices)} devices for switch {m.switch}")
-    _check_model_args(m.model)
-    for i, d in enumerate(m.devices):
-        _check_device(d, i)
-    _check_fusion(m.fusion, m.model["num_classes"])
-    _check_input(m.input, m.model["in_chans"])
-    if not isinstance(m.files, dict) or not isinstance(m.artifacts, dict):
-        raise TypeError("files and artifacts must be objects")
-    for name, entry in m.files.items():
-        check_name(name, "files")
-        check_digest_entry(name, entry, "manifest")
-    if m.accuracy is not None:
-        finite_number(m.accuracy, "accuracy", low=0.0, high=1.0)
-    for key in ("macs", "max_device_macs", "params"):
-        count(getattr(m, key), key)
-
-
-def _check_model_args(args: object) -> None:
-    if not isinstance(args, dict):
-        raise TypeError(f"model {quote(args)} is not an object")
-    if args.get("name") not in list_models():
-        raise ValueError(f"model name {quote(args.get('name'))} is not a registered model")
-    count(args.get("num_classes"), "model.num_classes", low=1, high=MAX_CLASSES)
-    count(args.get("in_chans"), "model.in_chans", low=1, high=MAX_IN_CHANS)
-    finite_number(args.get("wide_factor"), "model.wide_factor", low=1e-3, high=16.0)
-    if args.get("rounding", "paradis") not in ROUNDINGS:
-        raise ValueError(f"model.rounding {quote(args.get('rounding'))} is not one of {', '.join(ROUNDINGS)}")
-
-
-def _check_device(d: DeviceEntry, position: int) -> None:
-    where = f"device {position}"
-    if isinstance(d.index, bool) or d.index != position:
-        raise ValueError(f"{where}: index {quote(d.index)} is not its position {position}")
-    finite_number(d.width, f"{where}: width", low=0.0)
-    for key in ("macs", "params", "file_bytes"):
-        count(getattr(d, key), f"{where}: {key}")
-    check_name(d.state_file, where)
-    if d.program_file is not None:
-        check_name(d.program_file, where)
-    if not isinstance(d.artifacts, dict):
-        raise TypeError(f"{where}: artifacts {quote(d.artifacts)} is not an object")
-    for kind, name in d.artifacts.items():
-        if kind not in ARTIFACT_KINDS:
-            raise ValueError(f"{where}: unknown artifact kind {quote(kind)}; known: {', '.join(ARTIFACT_KINDS)}")
-        check_name(name, where)
-
-
-def _check_fusion(fusion: object, num_classes: int) -> None:
-    if not isinstance(fusion, dict):
-        raise TypeError(f"fusion {quote(fusion)} is not an object")
-    check_name(fusion.get("file"), "fusion")
-    bias = fusion.get("bias")
-    if bias is None:
-        return
-    if not isinstance(bias, list) or len(bias) != num_classes:
-        raise ValueError(f"fusion.bias is not a list of {num_classes} numbers (one per class)")
-    for v in bias:
-        finite_number(v, "fusion.bias entry")
-
-
-def _check_input(spec: object, in_chans: int) -> None:
-    if not isinstance(spec, dict):
-        raise TypeError(f"input {quote(spec)} is not an object")
-    shape = spec.get("shape")
-    if not isinstance(shape, list) or len(shape) != 4 or shape[0] != "batch":
-        raise ValueError(f'input.shape {quote(shape)} is not ["batch", C, H, W]')
-    if count(shape[1], "input channels", low=1) != in_chans:
-        raise ValueError(f"input.shape {quote(shape)}: {shape[1]} channels where the model takes {in_chans}")
-    for side in shape[2:]:
-        count(side, "input side", low=1, high=MAX_IMAGE_SIDE)
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ExportError(f"{where}: not a valid ParaDiS manifest ({one_line(err)})") from None
 
 
 def named_files(manifest: Manifest) -> list[str]:
