@@ -18,8 +18,8 @@ from paradis.deploy.load import (
 )
 from paradis.deploy.manifest import Manifest
 from paradis.deploy.onnx import EdgeOptions
-from paradis.deploy.planner import Device, Plan, PlanError, SwitchOption, best_fallback, parse_device, plan, read_table
-from paradis.deploy.table import switch_table
+from paradis.deploy.planner import Device, Plan, PlanError, SwitchOption, best_fallback, parse_device, plan
+from paradis.deploy.table import read_table, switch_table
 from paradis.deploy.timing import measure_latency
 from paradis.deploy.trained import TrainedModel, load_trained
 from paradis.deploy.worker import DeviceWorker, PartMissing

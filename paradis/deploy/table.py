@@ -1,16 +1,40 @@
-"""The planner's per-switch table measured from a trained model (:func:`switch_table`)."""
+"""The planner's per-switch table (:class:`~paradis.deploy.planner.SwitchOption` rows): read from JSON
+(:func:`read_table`, each row a strict :class:`~paradis.deploy.planner.SwitchRow`), or measured from a
+trained model (:func:`switch_table`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from paradis.costs import profile
+from paradis.deploy.files import MAX_JSON_BYTES, quote, read_json
 from paradis.deploy.planner import SwitchOption
 from paradis.deploy.timing import measure_latency
 from paradis.deploy.trained import TrainedModel
-from paradis.switch import SwitchLike
+from paradis.switch import Switch, SwitchLike
+
+MAX_ROWS = 10_000  # switches in one table
+
+
+def read_table(path: str | Path) -> list[SwitchOption]:
+    """A JSON list of rows ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"}``, read
+    without running anything (at most 16 MiB, no NaN); every value checked; one switch per row."""
+    where = f"table {quote(str(path))}"
+    rows = read_json(path, "table", MAX_JSON_BYTES)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{where} must be a non-empty JSON list of rows, not {quote(rows, 80)}")
+    if len(rows) > MAX_ROWS:
+        raise ValueError(f"{where} has {len(rows)} rows, more than {MAX_ROWS}")
+    table = [SwitchOption.from_dict(r, f"{where}, row {i}") for i, r in enumerate(rows)]
+    seen: set[Switch] = set()
+    for option in table:
+        if option.switch in seen:
+            raise ValueError(f"{where}: switch {option.switch} has two rows")
+        seen.add(option.switch)
+    return table
 
 
 def switch_table(
