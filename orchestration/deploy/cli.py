@@ -29,8 +29,8 @@ from orchestration.deploy.pool import DeviceFailure
 from orchestration.deploy.profile import profile_devices_command
 from orchestration.deploy.registry import DEFAULT_EXPERIMENT, alias_arg, model_uri_arg, name_arg, register_command
 from paradis.deploy import ExportError, PlanError
-from paradis.deploy.export import MAX_IMAGE_SIDE
 from paradis.deploy.latency import RUNTIMES, STATISTICS
+from paradis.deploy.manifest import MAX_IMAGE_SIDE
 from paradis.deploy.onnx import FORMATS, QUANTIZATIONS
 
 COMMANDS = ("export", "plan", "serve-bench", "verify", "profile-devices", "register")

@@ -36,9 +36,11 @@ from paradis.deploy import (
     switch_table,
     verify_export,
 )
-from paradis.deploy.export import copy_export, files_to_replace, load_fusion, load_subnetwork, named_files
+from paradis.deploy.export import copy_export, files_to_replace
 from paradis.deploy.files import quote
 from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
+from paradis.deploy.load import load_fusion, load_subnetwork
+from paradis.deploy.manifest import named_files
 from paradis.deploy.planner import Latencies, SwitchOption
 from paradis.switch import Switch
 from paradis.util import first_line

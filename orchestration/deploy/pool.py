@@ -24,7 +24,7 @@ from paradis.deploy import (
     best_fallback,
     read_manifest,
 )
-from paradis.deploy.export import load_fusion, load_state
+from paradis.deploy.load import load_fusion, load_state
 from paradis.switch import Switch, SwitchLike, parse_switch
 from paradis.util import first_line
 

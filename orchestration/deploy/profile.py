@@ -32,9 +32,9 @@ from orchestration.deploy.pool import RESERVED_RESOURCES, DevicePool
 from orchestration.deploy.sources import load_source
 from paradis.costs import profile
 from paradis.deploy import Device, EdgeOptions, TrainedModel, export_switch, verify_export
-from paradis.deploy.export import artifact_bytes
 from paradis.deploy.files import quote
 from paradis.deploy.latency import FORMAT, VERSION, LatencyTable, write_latency_table
+from paradis.deploy.load import artifact_bytes
 from paradis.deploy.onnx import check_installed
 from paradis.switch import Switch, parse_switch
 

@@ -23,8 +23,8 @@ from typing import Any
 from orchestration.deploy.checks import CommandError, edge_options
 from orchestration.deploy.sources import load_source
 from paradis.deploy import ExportError, Manifest, export_switch, read_manifest, verify_export
-from paradis.deploy.export import MANIFEST_NAME, named_files
 from paradis.deploy.files import quote
+from paradis.deploy.manifest import MANIFEST_NAME, named_files
 from paradis.util import first_line
 
 MODEL_URI = re.compile(

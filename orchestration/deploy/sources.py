@@ -6,7 +6,7 @@ import argparse
 import tempfile
 
 from paradis.deploy import ExportError, TrainedModel, load_trained
-from paradis.deploy.export import accuracy_from_metrics
+from paradis.deploy.trained import accuracy_from_metrics
 from paradis.util import first_line
 
 

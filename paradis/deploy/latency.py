@@ -16,20 +16,24 @@ One JSON file per device (``<device>.json``)::
 A part's time is one call of its sub-network on a batch of ``batch`` images on that device (torch:
 input transfer and output copy included; ONNX Runtime: the session run), after ``warmup`` calls;
 ``p50_s`` and ``p95_s`` are over ``repeats`` calls. Reading checks every value (bounded JSON, finite
-non-negative seconds, one part per sub-network), so a damaged or hostile table is one clear error.
+non-negative seconds, one part per sub-network: :class:`TableSchema`, strict), so a damaged or hostile
+table is one clear error.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from paradis.deploy.files import MAX_JSON_BYTES, count, finite_number, quote, read_json
-from paradis.deploy.planner import Device, Latencies, SwitchOption
+from pydantic import AfterValidator, BeforeValidator, ValidationError, model_validator
+
+from paradis.deploy.files import MAX_JSON_BYTES, quote, read_json
+from paradis.deploy.planner import Accuracy, Counts, Device, Latencies, SwitchOption
+from paradis.deploy.schema import Strict, SwitchText, count, fail, number, one_line
 from paradis.switch import Switch, parse_switch
 
 FORMAT = "paradis-latency-table"
@@ -37,6 +41,91 @@ VERSION = 1
 RUNTIMES = ("torch", "onnxruntime")
 STATISTICS = ("p50", "p95")
 MAX_TABLES = 256
+
+Seconds = number(0.0, 3600.0)
+
+
+class Timing(Strict):
+    """:func:`paradis.deploy.timing.latency_summary` of one part on one runtime."""
+
+    p50_s: Seconds
+    p95_s: Seconds
+    mean_s: number(0.0) | None = None
+    min_s: number(0.0) | None = None
+    max_s: number(0.0) | None = None
+    repeats: count(1) | None = None
+
+
+class Part(Strict):
+    index: count()
+    width: number(0.0) | None = None
+    torch: Timing | None = None
+    onnxruntime: Timing | None = None
+
+
+class Row(Strict):
+    switch: SwitchText
+    accuracy: Accuracy | None
+    device_macs: Counts
+    device_params: Counts
+    parts: list[Part]
+
+    @model_validator(mode="after")
+    def _one_part_per_subnetwork(self) -> Row:
+        n = len(parse_switch(self.switch))
+        if len(self.parts) != n:
+            raise ValueError(f"parts must be a list of {n} entries, one per sub-network")
+        for i, part in enumerate(self.parts):
+            if part.index != i:
+                raise ValueError(f"part {i} is not an object with index {i}")
+        return self
+
+
+def _device_name(name: Any) -> str:
+    if not isinstance(name, str):
+        fail("not_a_name", f"{quote(name)} is not a name")
+    Device(name)  # the planner's rules for a name
+    return name
+
+
+def _runtimes(runtimes: list[str]) -> list[str]:
+    if not runtimes or any(r not in RUNTIMES for r in runtimes):
+        fail("not_one_of", f"{quote(runtimes)} is not a list of {', '.join(RUNTIMES)}")
+    return runtimes
+
+
+class TableSchema(Strict):
+    """One device's table as JSON (the module's docstring); ``format`` and ``version`` are checked first."""
+
+    format: str
+    version: int
+    device: Annotated[str, BeforeValidator(_device_name)]
+    host: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    source: str | None = None
+    batch: count(1)
+    input_shape: list[count(1)] | None = None
+    warmup: count() | None = None
+    repeats: count(1) | None = None
+    runtimes: Annotated[list[str], AfterValidator(_runtimes)]
+    measured_at: str | None = None
+    switches: list[Row]
+
+    @model_validator(mode="after")
+    def _timed_once_each(self) -> TableSchema:
+        if not self.switches:
+            raise ValueError("switches must be a non-empty list")
+        seen: set[Switch] = set()
+        for i, row in enumerate(self.switches):
+            for j, part in enumerate(row.parts):
+                missing = [r for r in self.runtimes if getattr(part, r) is None]
+                if missing:
+                    raise ValueError(f"switch {i}: part {j} has no {missing[0]} timings")
+            s = parse_switch(row.switch)
+            if s in seen:
+                raise ValueError(f"switch {s} appears twice")
+            seen.add(s)
+        return self
 
 
 @dataclass
@@ -64,12 +153,12 @@ class LatencyTable:
         return {parse_switch(r["switch"]): tuple(p[runtime][key] for p in r["parts"]) for r in self.data["switches"]}
 
 
-def _option(row: Mapping[str, Any], where: str = "latency table") -> SwitchOption:
+def _option(row: dict[str, Any], where: str = "latency table") -> SwitchOption:
     keys = ("switch", "accuracy", "device_macs", "device_params")
     return SwitchOption.from_dict({k: row[k] for k in keys}, where)
 
 
-def write_latency_table(path: str | os.PathLike, data: Mapping[str, Any]) -> LatencyTable:
+def write_latency_table(path: str | os.PathLike, data: dict[str, Any]) -> LatencyTable:
     """Write one device's table (checked first, so that nothing unreadable is ever written)."""
     table = check_latency_table(json.loads(json.dumps(data)), str(path))
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
@@ -82,50 +171,16 @@ def read_latency_table(path: str | os.PathLike) -> LatencyTable:
 
 
 def check_latency_table(data: object, where: str) -> LatencyTable:
-    """The table ``data`` stands for, or ``ValueError`` naming the first thing wrong in it."""
+    """The table ``data`` stands for (:class:`TableSchema`), or ``ValueError`` naming the first thing
+    wrong in it (``switches[0] parts[1] torch p95_s -1.0 is outside [0, 3600]``)."""
     w = f"latency table {quote(where)}"
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValueError(f"{w} is not a {FORMAT} of version {VERSION}")
-    device = data.get("device")
-    if not isinstance(device, str):
-        raise ValueError(f"{w}: device {quote(device)} is not a name")
-    Device(device)  # the planner's rules for a name
-    batch = count(data.get("batch"), f"{w}: batch", low=1)
-    runtimes = data.get("runtimes")
-    if not isinstance(runtimes, list) or not runtimes or any(r not in RUNTIMES for r in runtimes):
-        raise ValueError(f"{w}: runtimes {quote(runtimes)} is not a list of {', '.join(RUNTIMES)}")
-    rows = data.get("switches")
-    if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{w}: switches must be a non-empty list")
-    seen: set[Switch] = set()
-    for i, row in enumerate(rows):
-        s = _check_row(row, runtimes, f"{w}, switch {i}")
-        if s in seen:
-            raise ValueError(f"{w}: switch {s} appears twice")
-        seen.add(s)
-    return LatencyTable(device, batch, tuple(runtimes), data, where)
-
-
-def _check_row(row: object, runtimes: Sequence[str], where: str) -> Switch:
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: {quote(row)} is not an object")
     try:
-        option = _option(row, where)
-    except KeyError as err:
-        raise ValueError(f"{where} lacks {quote(err.args[0])}") from None
-    parts = row.get("parts")
-    if not isinstance(parts, list) or len(parts) != len(option.switch):
-        raise ValueError(f"{where}: parts must be a list of {len(option.switch)} entries, one per sub-network")
-    for i, part in enumerate(parts):
-        if not isinstance(part, dict) or part.get("index") != i:
-            raise ValueError(f"{where}: part {i} is not an object with index {i}")
-        for runtime in runtimes:
-            stats = part.get(runtime)
-            if not isinstance(stats, dict):
-                raise ValueError(f"{where}: part {i} has no {runtime} timings")
-            for key in ("p50_s", "p95_s"):
-                finite_number(stats.get(key), f"{where}: part {i} {runtime} {key}", low=0.0, high=3600.0)
-    return option.switch
+        checked = TableSchema.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{w}: {one_line(err, sep=' ')}") from None
+    return LatencyTable(checked.device, checked.batch, tuple(checked.runtimes), data, where)
 
 
 def read_latency_tables(paths: Iterable[str | os.PathLike]) -> list[LatencyTable]:

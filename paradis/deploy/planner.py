@@ -18,15 +18,17 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Annotated, Any
 
-from paradis.deploy.files import MAX_JSON_BYTES, count, finite_number, quote, read_json
+from pydantic import AfterValidator, ValidationError, model_validator
+
+from paradis.deploy.files import quote
+from paradis.deploy.schema import Strict, count, number, one_line
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 # Above this many candidate assignments a switch is assigned greedily (largest sub-network to the
 # fastest device with room), which is exact when memory does not bind.
 MAX_ENUMERATED = 200_000
-MAX_ROWS = 10_000  # switches in one table
 MAX_NAME = 200  # characters of a device name
 MAX_MEMORY = 1 << 60  # bytes of one device (an exabyte: anything above is a typo)
 MAX_REASONS = 12  # switches named in a "nothing fits" error
@@ -86,6 +88,43 @@ def parse_device(text: str) -> Device:
     return Device(parts[0], speed, memory)
 
 
+def _switch(value: Any) -> Switch:
+    try:
+        return parse_switch(value)
+    except TypeError as err:  # a JSON object or a list of lists
+        raise ValueError(f"switch {quote(value, 80)} is not a number or a list of widths ({err})") from None
+
+
+Counts = list[count(integral_floats=True)]  # JSON writes 1e9 for a billion
+Accuracy = number(0.0, 1.0)
+
+
+class SwitchRow(Strict):
+    """A row of the per-switch table as JSON: numbers must be numbers (``1e9`` is accepted for an
+    integer), never strings or booleans; ``top1`` is another name for ``accuracy``."""
+
+    switch: Annotated[Any, AfterValidator(_switch)]
+    accuracy: Accuracy | None = None
+    top1: Accuracy | None = None
+    device_macs: Counts
+    device_params: Counts
+    device_seconds: list[number(0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_entry_per_subnetwork(self) -> SwitchRow:
+        n = len(self.switch)
+        for name in ("device_macs", "device_params", "device_seconds"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries for {n} sub-networks")
+        return self
+
+
+def row_error(err: ValidationError) -> str:
+    """A row's first problem: ``device_macs entry -5 is outside [0, inf]``."""
+    return one_line(err, item=" entry")
+
+
 @dataclass(frozen=True)
 class SwitchOption:
     """One row of the per-switch table. ``device_seconds``: measured seconds of each sub-network on
@@ -98,43 +137,23 @@ class SwitchOption:
     device_seconds: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        n = len(self.switch)
-        where = f"switch {self.switch}"
-        if self.accuracy is not None:
-            finite_number(self.accuracy, f"{where}: accuracy", low=0.0, high=1.0)
-        for name in ("device_macs", "device_params", "device_seconds"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if len(value) != n:
-                raise ValueError(f"{where}: {name} has {len(value)} entries for {n} sub-networks")
-            for v in value:
-                if name == "device_seconds":
-                    finite_number(v, f"{where}: {name} entry", low=0.0)
-                else:
-                    count(v, f"{where}: {name} entry")
+        try:
+            SwitchRow.model_validate(self.as_dict())
+        except ValidationError as err:
+            raise ValueError(f"switch {self.switch}: {row_error(err)}") from None
 
     @classmethod
     def from_dict(cls, row: object, where: str = "table") -> SwitchOption:
-        """A row ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"[, "device_seconds"]}``;
-        numbers must be numbers (``1e9`` is accepted for an integer), never strings or booleans."""
-        if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: row {quote(row)} is not an object")
+        """A row ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"[, "device_seconds"]}``
+        (:class:`SwitchRow`)."""
         try:
-            s = parse_switch(row["switch"])
-            acc = row.get("accuracy", row.get("top1"))
-            secs = row.get("device_seconds")
-            return cls(
-                s,
-                None if acc is None else finite_number(acc, "accuracy", low=0.0, high=1.0),
-                _integers(row["device_macs"], "device_macs"),
-                _integers(row["device_params"], "device_params"),
-                None if secs is None else _numbers(secs, "device_seconds"),
-            )
-        except KeyError as err:
-            raise ValueError(f"{where}: row {quote(dict(row))} lacks {quote(err.args[0])}") from None
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: row {quote(dict(row), 120)}: {str(err)[:300]}") from None
+            r = SwitchRow.model_validate(row)
+        except ValidationError as err:
+            shown = f"{quote(row, 120)}: " if isinstance(row, dict) else ""
+            raise ValueError(f"{where}: row {shown}{row_error(err)}") from None
+        acc = r.accuracy if "accuracy" in r.model_fields_set else r.top1
+        secs = None if r.device_seconds is None else tuple(r.device_seconds)
+        return cls(r.switch, acc, tuple(r.device_macs), tuple(r.device_params), secs)
 
     def as_dict(self) -> dict:
         return {
@@ -144,41 +163,6 @@ class SwitchOption:
             "device_params": list(self.device_params),
             "device_seconds": None if self.device_seconds is None else list(self.device_seconds),
         }
-
-
-def _integers(values: object, what: str) -> tuple[int, ...]:
-    if not isinstance(values, list):
-        raise TypeError(f"{what} {quote(values)} is not a list")
-    out = []
-    for v in values:
-        if isinstance(v, float) and math.isfinite(v) and v == int(v):
-            v = int(v)  # JSON writes 1e9 for a billion
-        out.append(count(v, f"{what} entry"))
-    return tuple(out)
-
-
-def _numbers(values: object, what: str) -> tuple[float, ...]:
-    if not isinstance(values, list):
-        raise TypeError(f"{what} {quote(values)} is not a list")
-    return tuple(finite_number(v, f"{what} entry", low=0.0) for v in values)
-
-
-def read_table(path: str | Path) -> list[SwitchOption]:
-    """A JSON list of rows ``{"switch", "accuracy" (or "top1"), "device_macs", "device_params"}``, read
-    without running anything (at most 16 MiB, no NaN); every value checked; one switch per row."""
-    where = f"table {quote(str(path))}"
-    rows = read_json(path, "table", MAX_JSON_BYTES)
-    if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{where} must be a non-empty JSON list of rows, not {quote(rows, 80)}")
-    if len(rows) > MAX_ROWS:
-        raise ValueError(f"{where} has {len(rows)} rows, more than {MAX_ROWS}")
-    table = [SwitchOption.from_dict(r, f"{where}, row {i}") for i, r in enumerate(rows)]
-    seen: set[Switch] = set()
-    for option in table:
-        if option.switch in seen:
-            raise ValueError(f"{where}: switch {option.switch} has two rows")
-        seen.add(option.switch)
-    return table
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from paradis.deploy.export import build_model
 from paradis.deploy.timing import latency_summary, measure_times
+from paradis.deploy.trained import build_model
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 
