@@ -3,7 +3,7 @@ raises the same error, naming the known entries, for an unknown name."""
 
 import pytest
 
-from orchestration.report.results import CLAIMS
+from orchestration.report.claims import CLAIMS
 from orchestration.search import SEARCHES
 from paradis.data.registry import _REGISTRY as DATASETS
 from paradis.data.registry import dataset_info, list_datasets

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestration.report.results import REDUCED_STUDIES
+from orchestration.report.studies import REDUCED_STUDIES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _store(args):
     """The studies' results from the store ``--tracking-uri``."""
-    from orchestration.report.results import load_results
+    from orchestration.report.studies import load_results
     from orchestration.tracking import TrackingError, check_tracking
 
     uri = args.tracking_uri

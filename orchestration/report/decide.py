@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from orchestration.report.results import CLAIMS, Check, StudyResult, check_verdicts
+from orchestration.report.claims import CLAIMS
+from orchestration.report.studies import StudyResult
+from orchestration.report.verdicts import Check, check_verdicts
 
 MAX_EXTRA = 20  # seeds a study may add in one round
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.report.curves import parse_convergence, teacher_key
-from orchestration.report.results import SCALES, StudyResult
 from orchestration.report.rows import SwitchRow
+from orchestration.report.studies import SCALES, StudyResult
 from orchestration.report.study import TrialRecord
 from orchestration.spec import seed_of
 from paradis.config import ConfigError

@@ -35,7 +35,7 @@ def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
             if trial.trial_id not in self.runs:
                 cfg = config_of(trial.config)
                 params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
-                # The report (orchestration.report.results) rebuilds the study's records from these two.
+                # The report (orchestration.report.studies) rebuilds the study's records from these two.
                 labels = {
                     "paradis.method": describe_method(cfg.training),
                     "paradis.search": json.dumps(trial.config, default=str),

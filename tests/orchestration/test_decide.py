@@ -5,10 +5,13 @@ import json
 
 import pytest
 
+from orchestration.report.claims import CLAIMS
 from orchestration.report.cli import main
 from orchestration.report.decide import parse_budget, plan
 from orchestration.report.exported import read_exports
-from orchestration.report.results import CLAIMS, claim_verdict, load_results, results_markdown
+from orchestration.report.results import results_markdown
+from orchestration.report.studies import load_results
+from orchestration.report.verdicts import claim_verdict
 from tests.orchestration.test_results import ROOT, _baselines, _log_study, _study
 
 

@@ -7,18 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.report.claims import CLAIMS, closest_in_macs
 from orchestration.report.cli import main
-from orchestration.report.results import (
-    CLAIMS,
-    Check,
-    StudyResult,
-    claim_verdict,
-    closest_in_macs,
-    load_results,
-    results_markdown,
-)
+from orchestration.report.results import results_markdown
 from orchestration.report.seeds import groups
+from orchestration.report.studies import StudyResult, load_results
 from orchestration.report.study import TrialRecord
+from orchestration.report.verdicts import Check, claim_verdict
 from orchestration.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +172,8 @@ def test_c6_compares_each_switch_trained_with_four_and_with_five_switches():
 
 def test_every_claim_on_the_papers_own_numbers_finds_what_the_paper_says():
     from orchestration.report.paper import load_paper
-    from orchestration.report.results import check_verdicts, paper_results
+    from orchestration.report.studies import paper_results
+    from orchestration.report.verdicts import check_verdicts
 
     paper = paper_results()
     for key, c in CLAIMS.items():
@@ -211,7 +207,7 @@ def test_the_paper_file_is_checked_and_every_claim_quotes_it(tmp_path):
 
 
 def test_a_claim_is_refuted_only_when_a_check_fails_after_holms_correction():
-    from orchestration.report.results import check_verdicts, holm
+    from orchestration.report.verdicts import check_verdicts, holm
 
     assert holm([0.01, 0.04, 0.03], 0.05) == [True, False, False]  # 0.01 <= 0.05/3; 0.03 > 0.05/2
     assert holm([0.01, 0.02, 0.04], 0.05) == [True, True, True]
@@ -330,7 +326,7 @@ def test_at_the_paper_scale_the_same_claims_read_the_studies_of_studies_paper(tm
 
 
 def test_runs_without_the_search_tag_are_read_from_their_search_params():
-    from orchestration.report.results import search_values
+    from orchestration.report.studies import search_values
 
     tagged = {"tags": {"paradis.search": '{"variant": "a", "repeat": 2}'}, "params": {"search.variant": "x"}}
     assert search_values(tagged) == {"variant": "a", "repeat": 2}
