@@ -21,89 +21,101 @@ def _error_text(trial) -> str:
     return str(getattr(trial, "error_msg", "") or "failed")
 
 
+class TrialRuns:
+    """What the callback does, Ray-free: one tracking run per trial, opened on its first event, its
+    metrics per report, its tables, front and checkpoint at the end."""
+
+    def __init__(self, tracker: Tracker, config_of, tags: dict[str, str]):
+        self.tracker, self.config_of, self.tags = tracker, config_of, tags
+        self.runs: dict[str, str] = {}
+        self.node_ips: dict[str, str] = {}
+        self.tables: dict[str, str] = {}  # the newest switch table of each trial
+
+    def run(self, trial) -> str:
+        if trial.trial_id not in self.runs:
+            cfg = self.config_of(trial.config)
+            params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
+            # The report (orchestration.report.studies) rebuilds the study's records from these two.
+            labels = {
+                "paradis.method": describe_method(cfg.training),
+                "paradis.search": json.dumps(trial.config, default=str),
+            }
+            run_id = self.tracker.start_trial(
+                trial.trial_id, trial_name(trial.config, trial.trial_id), params, {**self.tags, **labels}
+            )
+            self.tracker.log_dataset(run_id, *data_of(cfg))
+            self.runs[trial.trial_id] = run_id
+        return self.runs[trial.trial_id]
+
+    def log_result(self, trial, result) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        run_id = self.run(trial)
+        if result.get("table"):
+            self.tables[trial.trial_id] = result["table"]
+        if result.get(FAILED_KEY):
+            return
+        self.tracker.log_metrics(run_id, trial_metrics(result), step)
+        if result.get("node_ip") and self.node_ips.get(trial.trial_id) != result["node_ip"]:
+            self.node_ips[trial.trial_id] = result["node_ip"]
+            self.tracker.set_tags(run_id, {"paradis.node_ip": result["node_ip"]})
+
+    def complete(self, trial) -> None:
+        run_id, last = self.run(trial), trial.last_result or {}
+        self._log_outputs(run_id, trial, last)
+        self.tracker.set_tags(run_id, {"paradis.restarts": str(trial.num_failures)})
+        if last.get(FAILED_KEY):
+            self.tracker.set_tags(run_id, {"paradis.error": last[FAILED_KEY]})
+        self.tracker.finish(run_id, "FAILED" if last.get(FAILED_KEY) else "FINISHED")
+
+    def _log_outputs(self, run_id: str, trial, last: dict) -> None:
+        from paradis.engine.evaluation import SwitchResult, table_csv, table_markdown
+
+        rows = json.loads(last.get("table") or self.tables.get(trial.trial_id) or "[]")
+        if rows:
+            fields = set(SwitchResult.__dataclass_fields__)
+            results = [SwitchResult(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+            self.tracker.log_table(run_id, rows, "table/switches.json")
+            self.tracker.log_text(run_id, table_markdown(results), "table/switches.md")
+            self.tracker.log_text(run_id, table_csv(results), "table/switches.csv")
+        if last.get("front"):
+            front = json.loads(last["front"])
+            self.tracker.log_table(run_id, front["points"], "front/front.json")
+            self.tracker.log_text(run_id, json.dumps(front["evaluated"], indent=1), "front/evaluated.json")
+        ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
+        if ckpt and Path(ckpt, "checkpoint.pt").is_file():
+            self.tracker.log_artifact(run_id, str(Path(ckpt, "checkpoint.pt")), "checkpoint")
+
+    def error(self, trial) -> None:
+        run_id = self.run(trial)
+        self.tracker.set_tags(run_id, {"paradis.error": _error_text(trial)[-5000:]})
+        self.tracker.finish(run_id, "FAILED")
+
+
+def _safely(what: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception as err:  # tracking must not stop the study
+        print(f"[paradis] tracking: could not {what}: {type(err).__name__}: {err}", file=sys.stderr)
+
+
 def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
     """``config_of(trial config)``: the run configuration it stands for (logged as params and data)."""
     from ray import tune
 
     class TrackingCallback(tune.Callback):
         def __init__(self):
-            self.runs: dict[str, str] = {}
-            self.node_ips: dict[str, str] = {}
-            self.tables: dict[str, str] = {}  # the newest switch table of each trial
-
-        def _run(self, trial) -> str:
-            if trial.trial_id not in self.runs:
-                cfg = config_of(trial.config)
-                params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
-                # The report (orchestration.report.studies) rebuilds the study's records from these two.
-                labels = {
-                    "paradis.method": describe_method(cfg.training),
-                    "paradis.search": json.dumps(trial.config, default=str),
-                }
-                run_id = tracker.start_trial(
-                    trial.trial_id, trial_name(trial.config, trial.trial_id), params, {**tags, **labels}
-                )
-                tracker.log_dataset(run_id, *data_of(cfg))
-                self.runs[trial.trial_id] = run_id
-            return self.runs[trial.trial_id]
-
-        def _safely(self, what: str, fn, *args) -> None:
-            try:
-                fn(*args)
-            except Exception as err:  # tracking must not stop the study
-                print(f"[paradis] tracking: could not {what}: {type(err).__name__}: {err}", file=sys.stderr)
+            self.trials = TrialRuns(tracker, config_of, tags)
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._safely("open the trial's run", self._run, trial)
+            _safely("open the trial's run", self.trials.run, trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self._safely("log metrics", self._log_result, trial, result)
-
-        def _log_result(self, trial, result) -> None:
-            step = int(result.get("epoch", result.get("training_iteration", 0)))
-            run_id = self._run(trial)
-            if result.get("table"):
-                self.tables[trial.trial_id] = result["table"]
-            if result.get(FAILED_KEY):
-                return
-            tracker.log_metrics(run_id, trial_metrics(result), step)
-            if result.get("node_ip") and self.node_ips.get(trial.trial_id) != result["node_ip"]:
-                self.node_ips[trial.trial_id] = result["node_ip"]
-                tracker.set_tags(run_id, {"paradis.node_ip": result["node_ip"]})
+            _safely("log metrics", self.trials.log_result, trial, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._safely("close the trial's run", self._complete, trial)
-
-        def _complete(self, trial) -> None:
-            from paradis.engine.evaluation import SwitchResult, table_csv, table_markdown
-
-            run_id = self._run(trial)
-            last = trial.last_result or {}
-            rows = json.loads(last.get("table") or self.tables.get(trial.trial_id) or "[]")
-            if rows:
-                fields = set(SwitchResult.__dataclass_fields__)
-                results = [SwitchResult(**{k: v for k, v in r.items() if k in fields}) for r in rows]
-                tracker.log_table(run_id, rows, "table/switches.json")
-                tracker.log_text(run_id, table_markdown(results), "table/switches.md")
-                tracker.log_text(run_id, table_csv(results), "table/switches.csv")
-            if last.get("front"):
-                front = json.loads(last["front"])
-                tracker.log_table(run_id, front["points"], "front/front.json")
-                tracker.log_text(run_id, json.dumps(front["evaluated"], indent=1), "front/evaluated.json")
-            ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
-            if ckpt and Path(ckpt, "checkpoint.pt").is_file():
-                tracker.log_artifact(run_id, str(Path(ckpt, "checkpoint.pt")), "checkpoint")
-            tracker.set_tags(run_id, {"paradis.restarts": str(trial.num_failures)})
-            if last.get(FAILED_KEY):
-                tracker.set_tags(run_id, {"paradis.error": last[FAILED_KEY]})
-            tracker.finish(run_id, "FAILED" if last.get(FAILED_KEY) else "FINISHED")
+            _safely("close the trial's run", self.trials.complete, trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            def log():
-                run_id = self._run(trial)
-                tracker.set_tags(run_id, {"paradis.error": _error_text(trial)[-5000:]})
-                tracker.finish(run_id, "FAILED")
-
-            self._safely("mark the trial failed", log)
+            _safely("mark the trial failed", self.trials.error, trial)
 
     return TrackingCallback()
