@@ -31,7 +31,7 @@ _NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 _ITEM = re.compile(r"^\s*(?:(?P<count>[0-9]+)\s*[xX×*]\s*)?(?P<width>[^\s]+)\s*$")
 
 
-def _exact(width: float) -> Fraction:
+def exact_width(width: float) -> Fraction:
     """The decimal a user wrote (0.1 stays 1/10, not the nearest binary float)."""
     return Fraction(repr(float(width)))
 
@@ -59,7 +59,7 @@ def _check_width(w: object, values: object) -> float:
 def _cumulative(widths: Iterable[float]) -> tuple[Fraction, ...]:
     offsets = [Fraction(0)]
     for w in widths:
-        offsets.append(offsets[-1] + _exact(w))
+        offsets.append(offsets[-1] + exact_width(w))
     return tuple(offsets)
 
 
@@ -85,7 +85,7 @@ class Switch:
                     raise ValueError(f"switch {values!r}: a sub-network has no stage widths")
                 stages = tuple(_check_width(v, values) for v in w)
                 # All stages equal: a uniform sub-network, written and keyed as one width.
-                subnets.append(stages[:1] if len({_exact(v) for v in stages}) == 1 else stages)
+                subnets.append(stages[:1] if len({exact_width(v) for v in stages}) == 1 else stages)
             else:
                 subnets.append((_check_width(w, values),))
         counts = {len(s) for s in subnets if len(s) > 1}
@@ -189,7 +189,7 @@ class Switch:
     def _runs(self) -> list[tuple[int, tuple[float, ...]]]:
         runs: list[tuple[int, tuple[float, ...]]] = []
         for w in self._subnets:
-            if runs and [_exact(v) for v in runs[-1][1]] == [_exact(v) for v in w]:
+            if runs and [exact_width(v) for v in runs[-1][1]] == [exact_width(v) for v in w]:
                 runs[-1] = (runs[-1][0] + 1, runs[-1][1])
             else:
                 runs.append((1, w))
@@ -260,7 +260,7 @@ class Switch:
         """Raise ``ValueError`` if the switch is wider than ``max_width``, has per-stage widths for
         another number of stages than ``num_stages``, or leaves a sub-network without a whole channel
         in one of ``layers`` (layer name, base channels and, optionally, the stage of those channels)."""
-        if max_width is not None and self.total_exact > _exact(max_width):
+        if max_width is not None and self.total_exact > exact_width(max_width):
             raise ValueError(
                 f"switch {self} spans width {self.total:g}, wider than the model's maximum width "
                 f"(its wide factor) {max_width:g}"
@@ -309,7 +309,7 @@ def make_divisible(v: float, divisor: int = 8, min_value: int = 1) -> int:
 MAX_SUBNETWORKS = 1024  # a switch of more devices is a typo, and would cost memory to even list
 
 
-def _short(value: object, limit: int = 200) -> str:
+def short(value: object, limit: int = 200) -> str:
     """``repr(value)``, cut to ``limit`` characters: an error never quotes a whole huge input."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
@@ -317,7 +317,7 @@ def _short(value: object, limit: int = 200) -> str:
 
 def _parse_number(token: str, original: str) -> float:
     if not re.fullmatch(_NUMBER, token):
-        raise ValueError(f"switch {_short(original)}: {_short(token)} is not a number")
+        raise ValueError(f"switch {short(original)}: {short(token)} is not a number")
     return float(token)
 
 
@@ -331,7 +331,7 @@ def parse_switch(text: SwitchLike) -> Switch:
     if isinstance(text, (int, float)):
         return Switch([text])
     if isinstance(text, str) and len(text) > 100_000:
-        raise ValueError(f"switch {_short(text)}: longer than 100000 characters")
+        raise ValueError(f"switch {short(text)}: longer than 100000 characters")
     if not isinstance(text, str):
         try:
             items = list(text)
@@ -359,15 +359,15 @@ def parse_switch(text: SwitchLike) -> Switch:
     for part in re.split(r"[,;]", body):
         m = _ITEM.match(part)
         if m is None:
-            raise ValueError(f"switch {_short(original)}: cannot read {_short(part.strip())}")
+            raise ValueError(f"switch {short(original)}: cannot read {short(part.strip())}")
         stages = m.group("width").split("/")
         values = [_parse_number(t, original) for t in stages]
         width = values[0] if len(values) == 1 else tuple(values)
         count = int(m.group("count")) if m.group("count") else 1
         if count < 1:
-            raise ValueError(f"switch {_short(original)}: repeat count {count} must be at least 1")
+            raise ValueError(f"switch {short(original)}: repeat count {count} must be at least 1")
         if count + len(widths) > MAX_SUBNETWORKS:  # checked before the list is built
-            raise ValueError(f"switch {_short(original)}: more than {MAX_SUBNETWORKS} sub-networks (the limit)")
+            raise ValueError(f"switch {short(original)}: more than {MAX_SUBNETWORKS} sub-networks (the limit)")
         widths.extend([width] * count)
     try:
         return Switch(widths)

@@ -5,15 +5,11 @@ import pytest
 
 from orchestration.report.claims import CLAIMS
 from orchestration.search import SEARCHES
-from paradis.data.registry import _REGISTRY as DATASETS
-from paradis.data.registry import dataset_info, list_datasets
-from paradis.methods.base import _REGISTRY as METHODS
-from paradis.methods.base import get_method, list_methods
-from paradis.models.registry import _REGISTRY as MODELS
-from paradis.models.registry import list_models, model_info
+from paradis.data.registry import DATASETS, dataset_info, list_datasets
+from paradis.methods.base import METHODS, get_method, list_methods
+from paradis.models.registry import MODELS, list_models, model_info
 from paradis.registry import Registry, UnknownNameError
-from paradis.tasks.base import _REGISTRY as TASKS
-from paradis.tasks.base import get_task, list_tasks
+from paradis.tasks.base import TASKS, get_task, list_tasks
 
 
 def test_a_registry_refuses_a_name_twice_and_lists_sorted_names():

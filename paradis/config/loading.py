@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from paradis.config.schema import ConfigError, RunConfig
-from paradis.switch import _short as short
+from paradis.switch import short
 from paradis.util import first_line
 
 MAX_SPEC_BYTES = 1_000_000  # a study or run configuration is a few kilobytes

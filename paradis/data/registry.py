@@ -48,7 +48,7 @@ class DatasetInfo:
 
 _V, _S = "paradis.data.vision", "paradis.data.sr"
 _CIFAR = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-_REGISTRY: Registry[DatasetInfo] = Registry("data set")
+DATASETS: Registry[DatasetInfo] = Registry("data set")
 for _info in (
     DatasetInfo(
         "fashion-mnist",
@@ -113,20 +113,20 @@ for _info in (
         needs_root=True,
     ),
 ):
-    _REGISTRY.add(_info.name, _info)
+    DATASETS.add(_info.name, _info)
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
     """Add a data set; a name is registered once."""
-    return _REGISTRY.add(info.name, info)
+    return DATASETS.add(info.name, info)
 
 
 def list_datasets(task: str | None = None) -> list[str]:
-    return _REGISTRY.names(lambda d: task is None or d.task == task)
+    return DATASETS.names(lambda d: task is None or d.task == task)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    return _REGISTRY.get(name)
+    return DATASETS.get(name)
 
 
 def check_dataset(name: str, root: str | os.PathLike | None) -> None:
@@ -139,7 +139,7 @@ def check_dataset(name: str, root: str | os.PathLike | None) -> None:
 def normalization(name: str | None, channels: int) -> Normalization | None:
     """``(mean, std)`` per channel with which data set ``name``'s loader normalizes images in [0, 1]
     (``None`` for one it does not normalize); synthetic images are normalized alike in every channel."""
-    info = _REGISTRY.get(name) if name in _REGISTRY else None
+    info = DATASETS.get(name) if name in DATASETS else None
     if info is None or info.normalization is None:
         return None
     mean, std = info.normalization

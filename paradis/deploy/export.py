@@ -44,7 +44,7 @@ from paradis.deploy.files import (
 )
 from paradis.deploy.load import evaluate_export, read_manifest, verified_bytes, verify_export
 from paradis.deploy.manifest import FUSION_RULE, MANIFEST_NAME, DeviceEntry, Manifest, named_files
-from paradis.deploy.onnx import EdgeOptions, RunData
+from paradis.deploy.onnx import EdgeData, EdgeOptions
 from paradis.deploy.trained import TrainedModel
 from paradis.models.base import SubNetwork
 from paradis.switch import Switch, SwitchLike
@@ -124,7 +124,7 @@ def copy_export(source: str | os.PathLike, out_dir: str | os.PathLike, *, overwr
 
 
 def _write_export(
-    trained: TrainedModel, s: Switch, out: Path, programs: bool, edge: EdgeOptions, data: RunData | None
+    trained: TrainedModel, s: Switch, out: Path, programs: bool, edge: EdgeOptions, data: EdgeData | None
 ) -> Manifest:
     """Every file of the export of ``s`` in folder ``out``, the manifest last."""
     model = trained.model
@@ -265,18 +265,18 @@ def _preprocessing(dataset: str | None) -> str:
     return first + "pixels scaled to [0, 1], then (x - mean) / std per channel"
 
 
-def _edge_data(trained: TrainedModel, edge: EdgeOptions) -> RunData | None:
+def _edge_data(trained: TrainedModel, edge: EdgeOptions) -> EdgeData | None:
     """The run's calibration images (for int8) and test split (to measure the artifacts), when needed."""
     need_test = edge.active and edge.test_images != 0
     if not (edge.quantize or need_test):
         return None
     try:
-        return edge_formats.run_data(trained.dataset, trained.config, edge, need_test=need_test)
+        return edge_formats.edge_data(trained.dataset, trained.config, edge, need_test=need_test)
     except (ValueError, OSError) as err:  # DataError is a ValueError
         raise ExportError(f"{trained.source}: the data for the edge export cannot be loaded: {err}") from None
 
 
-def _artifact_info(edge: EdgeOptions, data: RunData | None, seconds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+def _artifact_info(edge: EdgeOptions, data: EdgeData | None, seconds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     """How each edge kind was made and is run (recorded in the manifest)."""
     names = {"input": edge_formats.INPUT_NAME, "output": edge_formats.OUTPUT_NAME}
     info: dict[str, dict[str, Any]] = {}

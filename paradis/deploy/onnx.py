@@ -284,7 +284,7 @@ def _run_splits(dataset: str, config: Mapping[str, Any], root: str | None) -> An
 
 
 @dataclass
-class RunData:
+class EdgeData:
     """The calibration batches (images only) and the test loader of a trained model's run."""
 
     calibration: list[torch.Tensor]
@@ -292,7 +292,7 @@ class RunData:
     batch_size: int
 
 
-def run_data(dataset: str | None, config: Mapping[str, Any], options: EdgeOptions, *, need_test: bool) -> RunData:
+def edge_data(dataset: str | None, config: Mapping[str, Any], options: EdgeOptions, *, need_test: bool) -> EdgeData:
     """The images that calibrate BN in ``paradis.engine`` (the same subset of the training split, without
     augmentation) and the first ``options.test_images`` of the test split (all by default)."""
     if dataset is None:
@@ -314,7 +314,7 @@ def run_data(dataset: str | None, config: Mapping[str, Any], options: EdgeOption
     if need_test:
         part = subset(splits.test, options.test_images, seed) if options.test_images else splits.test
         test = make_loader(part, bs, shuffle=False)
-    return RunData(calibration, test, bs)
+    return EdgeData(calibration, test, bs)
 
 
 def _first(loader: Iterable, n: int) -> Iterator:

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from paradis.layers.context import SwitchContext
 from paradis.layers.functional import depthwise_conv2d, range_conv2d, range_linear
-from paradis.switch import Switch, _exact, channel_index
+from paradis.switch import Switch, channel_index, exact_width
 
 
 def max_channels(base_channels: int, max_width: float) -> int:
     """Channels a layer allocates so that every switch up to ``max_width`` fits."""
-    return channel_index(_exact(max_width), base_channels)
+    return channel_index(exact_width(max_width), base_channels)
 
 
 class RangeLayer(nn.Module):

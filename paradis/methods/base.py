@@ -111,18 +111,18 @@ def sort_switches(switches) -> list[Switch]:
     return sorted(switches, key=lambda s: (-s.total, -s.widths[0], len(s)))
 
 
-_REGISTRY: Registry[Method] = Registry("method")
+METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Register a method class under its ``name``; a name is registered once."""
-    _REGISTRY.add(cls.name, cls())
+    METHODS.add(cls.name, cls())
     return cls
 
 
 def get_method(name: str) -> Method:
-    return _REGISTRY.get(name)
+    return METHODS.get(name)
 
 
 def list_methods() -> list[str]:
-    return _REGISTRY.names()
+    return METHODS.names()

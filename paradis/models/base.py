@@ -123,12 +123,12 @@ class ParaDiSModel(nn.Module):
         Each sub-network holds only its own slice of the weights and the switch's BN statistics.
         """
         s = self.resolve(switch)
-        subnets = [SubNetwork(_plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
+        subnets = [SubNetwork(plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
         bias = getattr(self.head, "bias", None)
         return ExtractedSwitch(s, subnets, Fusion(None if bias is None else bias.detach().clone()))
 
 
-def _plain_copy(model: ParaDiSModel, switch: Switch, index: int, missing_ok: bool) -> nn.Module:
+def plain_copy(model: ParaDiSModel, switch: Switch, index: int, missing_ok: bool) -> nn.Module:
     """The module tree of ``model`` with each range layer replaced by sub-network ``index``'s part."""
 
     def convert(module: nn.Module) -> nn.Module:

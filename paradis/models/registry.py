@@ -43,7 +43,7 @@ class ModelInfo:
 
 
 _MN, _RN, _WD = "paradis.models.mobilenet_v1", "paradis.models.resnet", "paradis.models.wdsr"
-_REGISTRY: Registry[ModelInfo] = Registry("model")
+MODELS: Registry[ModelInfo] = Registry("model")
 for _info in (
     ModelInfo("mobilenet_v1", f"{_MN}:mobilenet_v1", num_stages=5, description="MobileNet v1, 224x224 ImageNet"),
     ModelInfo(
@@ -85,7 +85,7 @@ for _info in (
         description="WDSR x2 reduced for CPU runs (32 channels, 4 blocks)",
     ),
 ):
-    _REGISTRY.add(_info.name, _info)
+    MODELS.add(_info.name, _info)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -96,19 +96,19 @@ def register_model(fn: F | None = None, /, **metadata: Any):
 
     def add(f: F) -> F:
         name = metadata.pop("name", f.__name__)
-        _REGISTRY.add(name, ModelInfo(name, f, **metadata))
+        MODELS.add(name, ModelInfo(name, f, **metadata))
         return f
 
     return add(fn) if fn is not None else add
 
 
 def list_models(task: str | None = None) -> list[str]:
-    return _REGISTRY.names(lambda info: task is None or info.task == task)
+    return MODELS.names(lambda info: task is None or info.task == task)
 
 
 def model_info(name: str) -> ModelInfo:
     """The metadata of a registered model; an unknown name lists the known ones."""
-    return _REGISTRY.get(name)
+    return MODELS.get(name)
 
 
 def create_model(

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from paradis.layers.context import SwitchContext
 from paradis.layers.weightnorm import WNRangeConv2d
-from paradis.models.base import ExtractedSwitch, Fusion, ParaDiSModel, SubNetwork, _plain_copy
+from paradis.models.base import ExtractedSwitch, Fusion, ParaDiSModel, SubNetwork, plain_copy
 from paradis.switch import SwitchLike
 
 
@@ -145,7 +145,7 @@ class WDSR(ParaDiSModel):
         """Plain sub-networks, each giving a partial image; their sum is the fused image (the skip
         branch, exit bias and image mean belong to sub-network 0)."""
         s = self.resolve(switch)
-        subnets = [SubNetwork(_plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
+        subnets = [SubNetwork(plain_copy(self, s, i, missing_stats_ok)) for i in range(len(s))]
         return ExtractedSwitch(s, subnets, Fusion(None))
 
 

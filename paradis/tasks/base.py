@@ -54,18 +54,18 @@ class Task:
         return value
 
 
-_REGISTRY: Registry[Task] = Registry("task")
+TASKS: Registry[Task] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
     """Register a task class under its ``name``; a name is registered once."""
-    _REGISTRY.add(cls.name, cls())
+    TASKS.add(cls.name, cls())
     return cls
 
 
 def get_task(name: str) -> Task:
-    return _REGISTRY.get(name)
+    return TASKS.get(name)
 
 
 def list_tasks() -> list[str]:
-    return _REGISTRY.names()
+    return TASKS.names()

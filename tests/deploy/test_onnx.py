@@ -19,7 +19,7 @@ from paradis.deploy import (
     load_subnetwork,
     read_manifest,
 )
-from paradis.deploy.onnx import run_data
+from paradis.deploy.onnx import edge_data
 from tests.deploy.recipes import recipe
 
 pytest.importorskip("onnxruntime")
@@ -40,7 +40,7 @@ def trained():
     """A tiny model whose BN statistics come from the run's calibration images (as the trainer's do)."""
     torch.manual_seed(0)
     model = paradis.create_model("mobilenet_v1_small", num_classes=10, wide_factor=1.0)
-    calibration = run_data("synthetic", CONFIG, EdgeOptions(), need_test=False).calibration
+    calibration = edge_data("synthetic", CONFIG, EdgeOptions(), need_test=False).calibration
     for s in SWITCHES:
         paradis.calibrate_bn(model, s, calibration)
     acc = dict.fromkeys(SWITCHES, 0.5)
@@ -82,7 +82,7 @@ def test_int8_files_are_calibrated_smaller_and_measured(trained, onnx_export):
     info = manifest.artifacts["onnx-int8"]
     assert info["calibration"] == {"images": 32, "batches": 2, "source": info["calibration"]["source"]}
     assert info["format"] == "QDQ" and manifest.artifacts["onnx"]["input"] == "x"
-    test = run_data("synthetic", CONFIG, EdgeOptions(), need_test=True).test
+    test = edge_data("synthetic", CONFIG, EdgeOptions(), need_test=True).test
     x = torch.cat([images for images, _ in test])
     for i, d in enumerate(manifest.devices):
         assert manifest.files[d.artifacts["onnx-int8"]]["bytes"] < manifest.files[d.artifacts["onnx"]]["bytes"]
