@@ -13,7 +13,7 @@ from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, st
 from orchestration.report.curves import convergence, convergence_line, curve_rows, curves_figure, curves_table
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for, trial_name
-from orchestration.tracking import Tracker, git_commit, open_tracker
+from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
 from paradis.engine.metrics import measure_key
 from paradis.methods import describe_method, make_planner
@@ -52,7 +52,7 @@ def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
     if found is None:
         raise NothingToResume(f"no run of study {spec.name!r} in the tracking store to resume")
     run_id, tags = found
-    recorded = tags.get("paradis.experiment_dir")
+    recorded = tags.get(tag_names.EXPERIMENT_DIR)
     if not recorded:
         raise NothingToResume(f"the newest run {run_id} of study {spec.name!r} records no experiment folder")
     exp_dir, storage = Path(recorded), spec.resolved_storage_path()
@@ -135,17 +135,17 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
 
 def trial_tags(spec: StudySpec, source: str) -> dict[str, str]:
     """Tags of every run of the study: the study, and the source the runs table shows."""
-    return {"paradis.study": spec.name, "mlflow.source.name": f"run_study.py {source}", "mlflow.source.type": "JOB"}
+    return {tag_names.STUDY: spec.name, "mlflow.source.name": f"run_study.py {source}", "mlflow.source.type": "JOB"}
 
 
 def _start_tracking(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, exp_dir: Path) -> str:
     tags = {
         **trial_tags(spec, source),
-        "paradis.experiment_dir": str(exp_dir),
-        "paradis.study": spec.name,
-        "paradis.git_commit": git_commit(Path(source).parent),
+        tag_names.EXPERIMENT_DIR: str(exp_dir),
+        tag_names.STUDY: spec.name,
+        tag_names.GIT_COMMIT: git_commit(Path(source).parent),
         "mlflow.source.git.commit": git_commit(Path(source).parent),
-        "paradis.search": spec.search.kind,
+        tag_names.SEARCH: spec.search.kind,
         "mlflow.note.content": spec.description,
     }
     resolved = json.dumps(spec.model_dump(mode="json"), indent=1)
@@ -216,7 +216,7 @@ def run_study(
         optuna_url = optuna_storage(spec, uri)
         parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
         if optuna_url:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
-            tracker.set_tags(parent, {"paradis.optuna_storage": optuna_url, "paradis.optuna_study": exp_name})
+            tracker.set_tags(parent, {tag_names.OPTUNA_STORAGE: optuna_url, tag_names.OPTUNA_STUDY: exp_name})
         tuner = _tuner(spec, tracker, trainable, exp_name, optuna_url, source)
         (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
@@ -230,7 +230,7 @@ def run_study(
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
     except BaseException as err:
-        tracker.set_tags(parent, {"paradis.error": f"{type(err).__name__}: {err}"[:5000]})
+        tracker.set_tags(parent, {tag_names.ERROR: f"{type(err).__name__}: {err}"[:5000]})
         raise
     finally:
         tracker.finish(parent, status)
@@ -247,7 +247,7 @@ def close_lost_trials(tracker: Tracker, parent: str, known: set[str]) -> None:
     for run_id, trial_id, status in tracker.trial_runs(parent):
         if status == "RUNNING" and trial_id not in known:
             reason = "lost: the driver was killed before Ray Tune recorded this trial; it was not resumed"
-            tracker.set_tags(run_id, {"paradis.error": reason})
+            tracker.set_tags(run_id, {tag_names.ERROR: reason})
             tracker.finish(run_id, "KILLED")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 import torch
@@ -47,6 +48,15 @@ def _actor_class():
 
         _ACTOR_CLASS = ray.remote(DeviceWorker)
     return _ACTOR_CLASS
+
+
+class Holding(Enum):
+    """What the devices hold, which decides what a change of switch costs."""
+
+    NOTHING = "nothing"
+    FULL_MODEL = "the full trained model on every device: any switch, nothing sent"
+    MODEL_PARTS = "each device its sub-network of a trained model: a new switch is cut and sent"
+    EXPORT_PARTS = "each device its sub-network of an export folder: no other switch can be sent"
 
 
 class DevicePool:
@@ -88,8 +98,8 @@ class DevicePool:
         self.names, self.alive, self.pinned = names, list(names), pin
         self.actors = _start_actors(names, threads, gpus_per_device, channels_last, pin)
         self.table = list(table) if table is not None else None
-        self.trained: TrainedModel | None = None
-        self.mode: str | None = None  # "full" or "parts"
+        self.trained: TrainedModel | None = None  # the model the devices' weights come from, if any
+        self.holding = Holding.NOTHING
         self.switch: Switch | None = None
         self.assignment: list[str] = []
         self.bias: torch.Tensor | None = None
@@ -121,7 +131,7 @@ class DevicePool:
         state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         ref = ray.put(state)
         self._get_all({n: self.actors[n].load_full.remote(trained.model_args(), ref) for n in self.alive})
-        self.trained, self.mode = trained, "full"
+        self.trained, self.holding = trained, Holding.FULL_MODEL
         self.bias = _bias_of(trained)
         self.set_switch(switch or trained.model.bn_switches()[0])
 
@@ -142,7 +152,7 @@ class DevicePool:
             nets = source.model.eval().extract(s).subnets
             states = [net.state_dict() for net in nets]
             args, bias = source.model_args(), _bias_of(source)
-            self.trained = source
+            self.trained, holding = source, Holding.MODEL_PARTS
         else:
             manifest = read_manifest(source)
             s = manifest.parsed_switch
@@ -150,21 +160,21 @@ class DevicePool:
                 raise ExportError(f"{str(source)!r} holds switch {s}, not {parse_switch(switch)}")
             states = [load_state(source, d.index, manifest) for d in manifest.devices]  # digests checked
             args, bias = manifest.model, load_fusion(source, manifest).bias
-            self.trained = None
+            self.trained, holding = None, Holding.EXPORT_PARTS
         where = self._check_assignment(s, assignment)
         self._get_all(
             {dev: self.actors[dev].load_part.remote(args, str(s), i, ray.put(states[i])) for i, dev in enumerate(where)}
         )
-        self.mode, self.switch, self.assignment = "parts", s, where
+        self.holding, self.switch, self.assignment = holding, s, where
         self.bias = None if bias is None else bias.detach().cpu()
 
     def set_switch(self, switch: SwitchLike, assignment: Sequence[str] | None = None) -> None:
         """Run ``switch`` from now on. With the full model on the devices nothing is sent; with single
         sub-networks they are replaced (which needs the trained model)."""
-        if self.mode is None:
+        if self.holding is Holding.NOTHING:
             raise RuntimeError("the pool holds no model: call load_full or load_switch first")
         s = parse_switch(switch)
-        if self.trained is not None:
+        if self.trained is not None:  # FULL_MODEL or MODEL_PARTS
             s = self.trained.model.resolve(s)
             if not self.trained.model.has_bn_stats(s):  # else the devices would fail at the first call
                 raise ValueError(
@@ -172,8 +182,8 @@ class DevicePool:
                     f"{', '.join(map(str, self.trained.model.bn_switches())) or 'none'}"
                 )
         where = self._check_assignment(s, assignment)
-        if self.mode == "parts" and (s != self.switch or where != self.assignment):
-            if self.trained is None:
+        if self.holding is not Holding.FULL_MODEL and (s != self.switch or where != self.assignment):
+            if self.holding is Holding.EXPORT_PARTS:
                 raise RuntimeError(
                     f"the devices hold only the sub-networks of {self.switch} from an export folder; "
                     f"load {s} with load_switch"
@@ -274,7 +284,7 @@ class DevicePool:
             fits = [s for s in available if len(s) <= len(self.alive)]
             choice = max(fits, key=lambda s: (s.total, -len(s))) if fits else None
         left = f"{len(self.alive)} device(s) left ({', '.join(self.alive) or 'none'})"
-        if self.mode == "parts" and self.trained is None:
+        if self.holding is Holding.EXPORT_PARTS:
             raise DeviceFailure(
                 f"device {', '.join(failed)} failed while running switch {old}; the devices hold sub-networks "
                 f"of an export folder, so no other switch can be sent to the {left}",
@@ -326,7 +336,7 @@ class DevicePool:
         The device needs the full model (:meth:`load_full`)."""
         import ray
 
-        if self.mode != "full":
+        if self.holding is not Holding.FULL_MODEL:
             raise RuntimeError("time_switch needs the full model on the devices: call load_full first")
         s = parse_switch(switch)
         x_ref = ray.put(x.detach().cpu())

@@ -4,7 +4,7 @@ with ``--model-uri models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) in ``expor
 
 A version's artifacts are the export folder itself (``manifest.json``, ``device{i}.pt``, ...), logged
 to the trial run it came from (or to a new run); no MLflow model flavour, so nothing is pickled. The
-version's tags say what it is (``paradis.switch``, per-device multiply-adds and parameters, accuracy,
+version's tags say what it is (``{tag_names.SWITCH}``, per-device multiply-adds and parameters, accuracy,
 formats) and record the SHA-256 of its manifest: a download is refused unless the manifest has that
 digest and every file the digest its manifest records.
 """
@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import orchestration.tracking.tag_names as tag_names
 from orchestration.deploy.checks import CommandError, edge_options
 from orchestration.deploy.sources import load_source
 from paradis.deploy import ExportError, Manifest, export_switch, read_manifest, verify_export
@@ -32,7 +33,6 @@ MODEL_URI = re.compile(
 )
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 ALIAS = re.compile(r"[A-Za-z0-9_\-]{1,100}")
-DIGEST_TAG = "paradis.manifest_sha256"
 DEFAULT_EXPERIMENT = "paradis-deploy"
 
 
@@ -74,9 +74,9 @@ def fetch_model(args: argparse.Namespace, uri: str, dest: str) -> tuple[Path, Ma
         local, info = tracker.resolve_model_uri(uri, dest)
     except Exception as err:  # MLflow raises its own types for a missing model, version or alias
         raise CommandError(f"{uri} cannot be read from {store}: {first_line(err)}") from None
-    digest = info.get(DIGEST_TAG)
+    digest = info.get(tag_names.MANIFEST_SHA256)
     if not digest:
-        raise CommandError(f"{uri} has no {DIGEST_TAG} tag: it was not registered by deploy register")
+        raise CommandError(f"{uri} has no {tag_names.MANIFEST_SHA256} tag: it was not registered by deploy register")
     folder = Path(local)
     manifest = verify_export(folder, read_manifest(folder, expected_sha256=digest))
     return folder, manifest, info
@@ -91,7 +91,7 @@ def version_tags(m: Manifest, manifest_sha256: str, source: str) -> dict[str, st
     """What a version is, for the registry's UI and for the checks of a later download."""
     kinds = ["pt"] + (["pt2"] if m.devices[0].program_file else []) + list(m.devices[0].artifacts)
     return {
-        "paradis.switch": m.switch,
+        tag_names.SWITCH: m.switch,
         "paradis.model": m.model["name"],
         "paradis.devices": str(len(m.devices)),
         "paradis.device_macs": json.dumps([d.macs for d in m.devices]),
@@ -100,7 +100,7 @@ def version_tags(m: Manifest, manifest_sha256: str, source: str) -> dict[str, st
         "paradis.accuracy": "unknown" if m.accuracy is None else f"{m.accuracy:.6f}",
         "paradis.formats": ",".join(kinds),
         "paradis.source": source[:5000],
-        DIGEST_TAG: manifest_sha256,
+        tag_names.MANIFEST_SHA256: manifest_sha256,
     }
 
 
@@ -133,7 +133,7 @@ def register_command(args: argparse.Namespace) -> int:
 
 
 def _new_run(tracker: Any, args: argparse.Namespace) -> str:
-    tags = {"paradis.role": "deploy", "paradis.source_run": args.run_id or "", "paradis.switch": args.switch}
+    tags = {tag_names.ROLE: "deploy", tag_names.SOURCE_RUN: args.run_id or "", tag_names.SWITCH: args.switch}
     try:
         return tracker.start_run(f"deploy {args.name} {args.switch}", tags)
     except Exception as err:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orchestration.tracking.tag_names as tag_names
 from orchestration.report.curves import parse_convergence
 from orchestration.report.paper import load_paper, paper_records
 from orchestration.report.rows import check_rows
@@ -75,10 +76,10 @@ class StudyResult:
 
 
 def search_values(trial: dict[str, Any]) -> dict[str, Any]:
-    """A trial's searched values: the ``paradis.search`` tag, else (runs of older versions) its
+    """A trial's searched values: the ``{tag_names.SEARCH}`` tag, else (runs of older versions) its
     ``search.*`` params, which MLflow keeps as strings."""
     try:
-        params = json.loads(trial["tags"].get("paradis.search") or "null")
+        params = json.loads(trial["tags"].get(tag_names.SEARCH) or "null")
     except json.JSONDecodeError:
         params = None
     if isinstance(params, dict):
@@ -92,14 +93,14 @@ def search_values(trial: dict[str, Any]) -> dict[str, Any]:
 
 def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     """A child run as the study reporter's :class:`TrialRecord` (its search values from the
-    ``paradis.search`` tag, the method's label from ``paradis.method``)."""
+    ``{tag_names.SEARCH}`` tag, the method's label from ``{tag_names.METHOD}``)."""
     tags = trial["tags"]
     params = search_values(trial)
     status = "TERMINATED" if trial["status"] == "FINISHED" else trial["status"]
     return TrialRecord(
-        tags.get("paradis.trial_id", trial["run_id"]),
+        tags.get(tag_names.TRIAL_ID, trial["run_id"]),
         trial["name"] or trial["run_id"],
-        tags.get("paradis.method", "?"),
+        tags.get(tag_names.METHOD, "?"),
         params,
         rows,
         status,

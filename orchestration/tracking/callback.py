@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import orchestration.tracking.tag_names as tag_names
 from orchestration.spec import trial_name
 from orchestration.tracking.base import Tracker, data_of, trial_metrics
 from paradis.methods import describe_method
@@ -37,8 +38,8 @@ class TrialRuns:
             params = {**cfg.model_dump(mode="json"), **{f"search.{k}": v for k, v in trial.config.items()}}
             # The report (orchestration.report.studies) rebuilds the study's records from these two.
             labels = {
-                "paradis.method": describe_method(cfg.training),
-                "paradis.search": json.dumps(trial.config, default=str),
+                tag_names.METHOD: describe_method(cfg.training),
+                tag_names.SEARCH: json.dumps(trial.config, default=str),
             }
             run_id = self.tracker.start_trial(
                 trial.trial_id, trial_name(trial.config, trial.trial_id), params, {**self.tags, **labels}
@@ -57,14 +58,14 @@ class TrialRuns:
         self.tracker.log_metrics(run_id, trial_metrics(result), step)
         if result.get("node_ip") and self.node_ips.get(trial.trial_id) != result["node_ip"]:
             self.node_ips[trial.trial_id] = result["node_ip"]
-            self.tracker.set_tags(run_id, {"paradis.node_ip": result["node_ip"]})
+            self.tracker.set_tags(run_id, {tag_names.NODE_IP: result["node_ip"]})
 
     def complete(self, trial) -> None:
         run_id, last = self.run(trial), trial.last_result or {}
         self._log_outputs(run_id, trial, last)
-        self.tracker.set_tags(run_id, {"paradis.restarts": str(trial.num_failures)})
+        self.tracker.set_tags(run_id, {tag_names.RESTARTS: str(trial.num_failures)})
         if last.get(FAILED_KEY):
-            self.tracker.set_tags(run_id, {"paradis.error": last[FAILED_KEY]})
+            self.tracker.set_tags(run_id, {tag_names.ERROR: last[FAILED_KEY]})
         self.tracker.finish(run_id, "FAILED" if last.get(FAILED_KEY) else "FINISHED")
 
     def _log_outputs(self, run_id: str, trial, last: dict) -> None:
@@ -87,7 +88,7 @@ class TrialRuns:
 
     def error(self, trial) -> None:
         run_id = self.run(trial)
-        self.tracker.set_tags(run_id, {"paradis.error": _error_text(trial)[-5000:]})
+        self.tracker.set_tags(run_id, {tag_names.ERROR: _error_text(trial)[-5000:]})
         self.tracker.finish(run_id, "FAILED")
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orchestration.tracking.tag_names as tag_names
 from orchestration.tracking.base import TrackingError, flatten
 from paradis.util import first_line
 
@@ -108,7 +109,7 @@ class MlflowTracker:
 
     # --- runs ------------------------------------------------------------------------------------
     def start_study(self, name: str, tags: dict[str, str], texts: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"paradis.role": "study", **tags})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={tag_names.ROLE: "study", **tags})
         self.parent_run_id = run.info.run_id
         for path, text in texts.items():
             self.log_text(self.parent_run_id, text, path)
@@ -121,7 +122,9 @@ class MlflowTracker:
     def start_trial(self, key: str, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`paradis.trial_id` = '{key}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            filter_string=(
+                f"tags.`{tag_names.TRIAL_ID}` = '{key}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+            ),
             max_results=1,
         )
         if found:
@@ -129,7 +132,7 @@ class MlflowTracker:
             if found[0].info.status != "RUNNING":
                 _retry(self.client.update_run, run_id, status="RUNNING")
             return run_id
-        all_tags = {"mlflow.parentRunId": self.parent_run_id, "paradis.trial_id": key, "paradis.role": "trial"}
+        all_tags = {"mlflow.parentRunId": self.parent_run_id, tag_names.TRIAL_ID: key, tag_names.ROLE: "trial"}
         run = self.client.create_run(self.experiment_id, run_name=name, tags={**all_tags, **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
@@ -189,7 +192,7 @@ class MlflowTracker:
         runs = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000
         )
-        return [(r.info.run_id, r.data.tags.get("paradis.trial_id", ""), r.info.status) for r in runs]
+        return [(r.info.run_id, r.data.tags.get(tag_names.TRIAL_ID, ""), r.info.status) for r in runs]
 
     def latest_study_run(self, study: str) -> tuple[str, dict[str, str]] | None:
         exp = self.client.get_experiment_by_name(self.experiment)
@@ -197,7 +200,7 @@ class MlflowTracker:
             return None
         runs = self.client.search_runs(
             [exp.experiment_id],
-            filter_string=f"tags.`paradis.role` = 'study' and tags.`paradis.study` = '{study}'",
+            filter_string=f"tags.`{tag_names.ROLE}` = 'study' and tags.`{tag_names.STUDY}` = '{study}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -212,7 +215,7 @@ class MlflowTracker:
             return []
         runs = self.client.search_runs(
             [exp.experiment_id],
-            filter_string=f"tags.`paradis.role` = 'study' and tags.`paradis.study` = '{study}'",
+            filter_string=f"tags.`{tag_names.ROLE}` = 'study' and tags.`{tag_names.STUDY}` = '{study}'",
             order_by=["attributes.start_time DESC"],
             max_results=1000,
         )
@@ -299,7 +302,7 @@ class MlflowTracker:
         except MlflowException:  # not registered yet
             self.client.create_registered_model(name, description="ParaDiS switches exported for deployment")
         version = self.client.create_model_version(
-            name, source, run_id=run_id, tags={**tags, "paradis.artifact_path": artifact_path}, description=description
+            name, source, run_id=run_id, tags={**tags, tag_names.ARTIFACT_PATH: artifact_path}, description=description
         )
         if alias:
             self.client.set_registered_model_alias(name, alias, version.version)
@@ -316,7 +319,7 @@ class MlflowTracker:
                 raise TrackingError(f"{uri!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
             version = self.client.get_model_version(name, number)
         tags = dict(version.tags or {})
-        path = tags.get("paradis.artifact_path")
+        path = tags.get(tag_names.ARTIFACT_PATH)
         if version.run_id and path:
             local = self.client.download_artifacts(version.run_id, path, dest)
         else:
