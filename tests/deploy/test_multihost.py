@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,36 @@ def _call(url: str, auth: tuple[str, str], body: dict | None = None, method: str
         return status, {"text": text[:500]}
 
 
-def test_compose_topology_on_three_hosts(tmp_path):
+@dataclass
+class Topology:
+    """The three hosts as the tests find them: addresses, secrets, folders and the submitted study's output."""
+
+    tag: str
+    work: Path
+    values: dict[str, str]
+    head_ip: str
+    worker_ip: str
+    mlflow_ip: str
+    ray_secret_dir: Path
+    job: subprocess.CompletedProcess
+
+    @property
+    def api(self) -> str:
+        return f"http://{self.mlflow_ip}:5000/api"
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return ("admin", self.values["mlflow_password"])
+
+    @property
+    def writer(self) -> tuple[str, str]:
+        return ("paradis-writer", self.values["mlflow_writer_password"])
+
+
+@pytest.fixture(scope="module")
+def topology():
+    """Start PostgreSQL and MLflow on the MLflow host, Ray's head and worker on theirs, submit the smoke
+    study once; every test reads that one topology, which is torn down at the end (also on failure)."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -265,20 +295,6 @@ def test_compose_topology_on_three_hosts(tmp_path):
         )
         wait_for("mlflow", lambda: _http_ok(f"http://{mlflow_ip}:5000/health"), 120, [logs["mlflow"]])
 
-        # no MLflow process (the server, its workers) holds a password on its command line (`ps`), nor in its
-        # environment: PostgreSQL's goes by a pgpass file, the admin's by the auth config file
-        seen = []
-        for pid in sh("ip", "netns", "pids", f"{tag}-mlflow").stdout.split():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-                environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-                seen.append(cmdline.replace("\0", " "))
-                for name in ("postgres_password", "mlflow_password", "mlflow_writer_password"):
-                    assert values[name] not in cmdline, (name, cmdline)
-                    assert values[name] not in environ, (name, cmdline)
-        assert any("mlflow" in c and "server" in c for c in seen), seen
-        assert any("postgresql+psycopg://mlflow@" in c for c in seen), seen  # the store URI, without password
-
         # Ray hosts: the compose services' environment and commands
         shared = work / "shared"
         ray_env = {
@@ -318,7 +334,6 @@ def test_compose_topology_on_three_hosts(tmp_path):
             120,
             [logs["head"]],
         )
-        assert (ray_secret_dir / "ray_token").stat().st_mode & 0o777 == 0o600  # the entrypoint made it private
         hosts.start(
             "worker",
             [
@@ -374,107 +389,152 @@ def test_compose_topology_on_three_hosts(tmp_path):
             timeout=900,
             cwd=work,
         )
-        out = job.stdout + job.stderr
-        assert job.returncode == 0, out[-5000:]
-        assert "2 of 2 trials finished" in out
-
-        # the runs are in the MLflow server (basic auth), and the trials ran on the worker host
-        from mlflow.tracking import MlflowClient
-
-        os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = values["mlflow_password"]
-        try:
-            client = MlflowClient(f"http://{mlflow_ip}:5000")
-            exp = client.get_experiment_by_name("paradis-quickstart")
-            runs = client.search_runs([exp.experiment_id])
-        finally:
-            os.environ.pop("MLFLOW_TRACKING_USERNAME")
-            os.environ.pop("MLFLOW_TRACKING_PASSWORD")
-        children = [r for r in runs if r.data.tags.get("paradis.role") == "trial"]
-        parents = [r for r in runs if r.data.tags.get("paradis.role") == "study"]
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-        assert len(children) == 2
-        assert {c.data.tags.get("paradis.node_ip") for c in children} == {worker_ip}
-        assert all(c.info.status == "FINISHED" and "acc/1.0" in c.data.metrics for c in children)
-        # without credentials the server refuses
-        with pytest.raises(urllib.error.HTTPError, match="401"):
-            urllib.request.urlopen(
-                f"http://{mlflow_ip}:5000/api/2.0/mlflow/experiments/search?max_results=1", timeout=5
-            )
-
-        # the study was written by the writer account: it created the experiment, so it owns it (MANAGE),
-        # and it is no admin; no Ray process holds the admin's password
-        api = f"http://{mlflow_ip}:5000/api"
-        admin = ("admin", values["mlflow_password"])
-        writer = ("paradis-writer", values["mlflow_writer_password"])
-        status, user = _call(f"{api}/2.0/mlflow/users/get?username=paradis-writer", admin)
-        assert status == 200 and user["user"]["is_admin"] is False, user
-        status, perm = _call(
-            f"{api}/3.0/mlflow/users/permissions/get?username=paradis-writer"
-            f"&resource_type=experiment&resource_id={exp.experiment_id}",
-            admin,
-        )
-        assert status == 200 and perm["permission"] == "MANAGE", perm
-        for ns in (f"{tag}-head", f"{tag}-worker"):
-            for pid in sh("ip", "netns", "pids", ns).stdout.split():
-                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-                    assert values["mlflow_password"] not in environ
-        # the writer can do no admin-only call, nor write to an experiment someone else made
-        assert _call(f"{api}/2.0/mlflow/users/get?username=paradis-writer", writer)[0] == 200
-        status, made = _call(f"{api}/2.0/mlflow/experiments/create", admin, {"name": "people-only"})
-        assert status == 200, made
-        other = made["experiment_id"]
-        refused = {
-            "create a user": ("2.0/mlflow/users/create", {"username": "intruder", "password": "x" * 16}, "POST"),
-            "make itself admin": (
-                "2.0/mlflow/users/update-admin",
-                {"username": "paradis-writer", "is_admin": True},
-                "PATCH",
-            ),
-            "reset the admin's password": (
-                "2.0/mlflow/users/update-password",
-                {"username": "admin", "password": "y" * 16},
-                "PATCH",
-            ),
-            "grant itself a permission": (
-                "3.0/mlflow/users/permissions/grant",
-                {
-                    "username": "paradis-writer",
-                    "resource_type": "experiment",
-                    "resource_id": other,
-                    "permission": "MANAGE",
-                },
-                "POST",
-            ),
-            "run in another's experiment": ("2.0/mlflow/runs/create", {"experiment_id": other}, "POST"),
-            "delete another's experiment": ("2.0/mlflow/experiments/delete", {"experiment_id": other}, "POST"),
-        }
-        for what, (path, body, method) in refused.items():
-            status, answer = _call(f"{api}/{path}", writer, body, method)
-            assert status == 403, (what, status, answer)
-        # while in its own experiment it may (the same call, so the 403s above are permissions, not routes)
-        status, answer = _call(f"{api}/2.0/mlflow/runs/create", writer, {"experiment_id": exp.experiment_id})
-        assert status == 200, answer
-        assert _call(f"{api}/2.0/mlflow/users/get?username=intruder", admin)[0] == 404
-        # an experiment someone else made: the admin grants the writer EDIT (docker/README.md), then it may
-        from mlflow.server.auth.client import AuthServiceClient
-
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = admin
-        try:
-            AuthServiceClient(f"http://{mlflow_ip}:5000").grant_user_permission(
-                "paradis-writer", "experiment", other, "EDIT"
-            )
-        finally:
-            os.environ.pop("MLFLOW_TRACKING_USERNAME")
-            os.environ.pop("MLFLOW_TRACKING_PASSWORD")
-        status, answer = _call(f"{api}/2.0/mlflow/runs/create", writer, {"experiment_id": other})
-        assert status == 200, answer
-        assert _call(f"{api}/2.0/mlflow/experiments/delete", writer, {"experiment_id": other})[0] == 403  # EDIT only
-        assert (
-            _call(f"{api}/2.0/mlflow/experiments/get?experiment_id={other}", admin)[1]["experiment"]["lifecycle_stage"]
-            == "active"
-        )
+        yield Topology(tag, work, values, head_ip, worker_ip, mlflow_ip, ray_secret_dir, job)
     finally:
         hosts.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _runs(t: Topology) -> tuple[object, list, list]:
+    """The study's experiment, its study runs and its trial runs, read as the admin."""
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = t.admin
+    try:
+        client = MlflowClient(f"http://{t.mlflow_ip}:5000")
+        exp = client.get_experiment_by_name("paradis-quickstart")
+        runs = client.search_runs([exp.experiment_id])
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME")
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+    parents = [r for r in runs if r.data.tags.get("paradis.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("paradis.role") == "trial"]
+    return exp, parents, children
+
+
+def _environ(pid: str) -> str:
+    return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+
+
+def test_no_mlflow_process_holds_a_password(topology):
+    """Not on its command line (`ps`), nor in its environment: PostgreSQL's goes by a pgpass file, the
+    admin's by the auth config file."""
+    t, seen = topology, []
+    for pid in sh("ip", "netns", "pids", f"{t.tag}-mlflow").stdout.split():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            environ = _environ(pid)
+            seen.append(cmdline.replace("\0", " "))
+            for name in ("postgres_password", "mlflow_password", "mlflow_writer_password"):
+                assert t.values[name] not in cmdline, (name, cmdline)
+                assert t.values[name] not in environ, (name, cmdline)
+    assert any("mlflow" in c and "server" in c for c in seen), seen
+    assert any("postgresql+psycopg://mlflow@" in c for c in seen), seen  # the store URI, without password
+
+
+def test_the_ray_token_is_made_private(topology):
+    assert (topology.ray_secret_dir / "ray_token").stat().st_mode & 0o777 == 0o600  # by the entrypoint
+
+
+def test_a_submitted_study_trains_on_the_worker_host_and_lands_in_mlflow(topology):
+    out = topology.job.stdout + topology.job.stderr
+    assert topology.job.returncode == 0, out[-5000:]
+    assert "2 of 2 trials finished" in out
+    _, parents, children = _runs(topology)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {c.data.tags.get("paradis.node_ip") for c in children} == {topology.worker_ip}
+    assert all(c.info.status == "FINISHED" and "acc/1.0" in c.data.metrics for c in children)
+
+
+def test_the_server_refuses_a_call_without_credentials(topology):
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(
+            f"http://{topology.mlflow_ip}:5000/api/2.0/mlflow/experiments/search?max_results=1", timeout=5
+        )
+
+
+def test_the_study_was_written_by_the_writer_account_which_is_no_admin(topology):
+    """It created the experiment, so it owns it (MANAGE); no Ray process holds the admin's password."""
+    t = topology
+    exp, _, _ = _runs(t)
+    status, user = _call(f"{t.api}/2.0/mlflow/users/get?username=paradis-writer", t.admin)
+    assert status == 200 and user["user"]["is_admin"] is False, user
+    status, perm = _call(
+        f"{t.api}/3.0/mlflow/users/permissions/get?username=paradis-writer"
+        f"&resource_type=experiment&resource_id={exp.experiment_id}",
+        t.admin,
+    )
+    assert status == 200 and perm["permission"] == "MANAGE", perm
+    for ns in (f"{t.tag}-head", f"{t.tag}-worker"):
+        for pid in sh("ip", "netns", "pids", ns).stdout.split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                assert t.values["mlflow_password"] not in _environ(pid)
+
+
+def _experiment_of_someone_else(t: Topology, name: str) -> str:
+    status, made = _call(f"{t.api}/2.0/mlflow/experiments/create", t.admin, {"name": name})
+    assert status == 200, made
+    return made["experiment_id"]
+
+
+def test_the_writer_can_do_no_admin_call_nor_write_to_another_experiment(topology):
+    t = topology
+    exp, _, _ = _runs(t)
+    assert _call(f"{t.api}/2.0/mlflow/users/get?username=paradis-writer", t.writer)[0] == 200
+    other = _experiment_of_someone_else(t, "people-only")
+    refused = {
+        "create a user": ("2.0/mlflow/users/create", {"username": "intruder", "password": "x" * 16}, "POST"),
+        "make itself admin": (
+            "2.0/mlflow/users/update-admin",
+            {"username": "paradis-writer", "is_admin": True},
+            "PATCH",
+        ),
+        "reset the admin's password": (
+            "2.0/mlflow/users/update-password",
+            {"username": "admin", "password": "y" * 16},
+            "PATCH",
+        ),
+        "grant itself a permission": (
+            "3.0/mlflow/users/permissions/grant",
+            {
+                "username": "paradis-writer",
+                "resource_type": "experiment",
+                "resource_id": other,
+                "permission": "MANAGE",
+            },
+            "POST",
+        ),
+        "run in another's experiment": ("2.0/mlflow/runs/create", {"experiment_id": other}, "POST"),
+        "delete another's experiment": ("2.0/mlflow/experiments/delete", {"experiment_id": other}, "POST"),
+    }
+    for what, (path, body, method) in refused.items():
+        status, answer = _call(f"{t.api}/{path}", t.writer, body, method)
+        assert status == 403, (what, status, answer)
+    # while in its own experiment it may (the same call, so the 403s above are permissions, not routes)
+    status, answer = _call(f"{t.api}/2.0/mlflow/runs/create", t.writer, {"experiment_id": exp.experiment_id})
+    assert status == 200, answer
+    assert _call(f"{t.api}/2.0/mlflow/users/get?username=intruder", t.admin)[0] == 404
+
+
+def test_an_admins_grant_lets_the_writer_edit_another_experiment_but_not_delete_it(topology):
+    """docker/README.md: the admin grants the writer EDIT on an experiment someone else made."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    t = topology
+    other = _experiment_of_someone_else(t, "granted")
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = t.admin
+    try:
+        AuthServiceClient(f"http://{t.mlflow_ip}:5000").grant_user_permission(
+            "paradis-writer", "experiment", other, "EDIT"
+        )
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME")
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+    status, answer = _call(f"{t.api}/2.0/mlflow/runs/create", t.writer, {"experiment_id": other})
+    assert status == 200, answer
+    assert _call(f"{t.api}/2.0/mlflow/experiments/delete", t.writer, {"experiment_id": other})[0] == 403  # EDIT only
+    assert (
+        _call(f"{t.api}/2.0/mlflow/experiments/get?experiment_id={other}", t.admin)[1]["experiment"]["lifecycle_stage"]
+        == "active"
+    )
