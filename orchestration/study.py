@@ -9,8 +9,9 @@ import os
 import time
 from pathlib import Path
 
-from orchestration.report import TrialRecord, is_sr, study_csv, study_figure, study_markdown, study_rows
-from orchestration.report.curves import convergence, convergence_line, curve_rows, curves_figure, curves_table
+from orchestration.report import TrialRecord, study_markdown
+from orchestration.report.curves import curve_rows
+from orchestration.report.outputs import report_study
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for, trial_name
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
@@ -249,122 +250,6 @@ def close_lost_trials(tracker: Tracker, parent: str, known: set[str]) -> None:
             reason = "lost: the driver was killed before Ray Tune recorded this trial; it was not resumed"
             tracker.set_tags(run_id, {tag_names.ERROR: reason})
             tracker.finish(run_id, "KILLED")
-
-
-def report_study(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:
-    """The study's reports on its parent run: the study table and plot, the fronts, the search front."""
-    import matplotlib.pyplot as plt
-
-    header, rows = study_rows(records)
-    tracker.log_table(run_id, [{k: r.get(k) for k in header} for r in rows], "study/table.json")
-    tracker.log_text(run_id, study_markdown(records, title), "study/table.md")
-    tracker.log_text(run_id, study_csv(records), "study/table.csv")
-    fig = study_figure(records, title)
-    tracker.log_figure(run_id, fig, "study/psnr_vs_macs.png" if is_sr(records) else "study/accuracy_vs_macs.png")
-    plt.close(fig)
-    done = sum(r.status == "TERMINATED" for r in records)
-    tracker.log_metrics(run_id, {"trials_finished": done, "trials_failed": len(records) - done})
-    report_curves(tracker, run_id, records, title)
-    report_fronts(tracker, run_id, spec, records, title)
-    if spec.search.kind == "optuna" and len(spec.search.objectives) > 1:
-        report_search_front(tracker, run_id, spec, records, title)
-    if spec.repeats > 1:
-        report_seeds(tracker, run_id, spec, records, title)
-
-
-def report_curves(tracker: Tracker, run_id: str, records: list[TrialRecord], title: str) -> None:
-    """Every trial's per-epoch loss and test measure, the teachers' curves, and whether they flattened."""
-    import matplotlib.pyplot as plt
-
-    if not any(r.curves for r in records):
-        return
-    summary = convergence(records)
-    tracker.log_table(run_id, curves_table(records), "study/learning_curves.json")
-    tracker.log_text(run_id, json.dumps(summary, indent=1), "study/convergence.json")
-    fig = curves_figure(records, f"{title}: learning curves")
-    tracker.log_figure(run_id, fig, "study/learning_curves.png")
-    plt.close(fig)
-    worst = summary["trials"][summary["worst"]]["gain"] if summary.get("worst") else None
-    if worst is not None:
-        tracker.log_metrics(run_id, {"teacher_late_gain": worst})
-    print("\n" + convergence_line(summary))
-
-
-def report_seeds(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:
-    """Mean ± sd over seeds per configuration and switch, and the paired differences to ``compare``."""
-    import matplotlib.pyplot as plt
-
-    from orchestration.report.seeds import (
-        compare_markdown,
-        paired_differences,
-        summary_figure,
-        summary_markdown,
-        summary_rows,
-    )
-
-    md = summary_markdown(records, f"{title} ({spec.repeats} seeds)")
-    tracker.log_text(run_id, md, "study/summary.md")
-    tracker.log_table(
-        run_id, [{**r, "values": json.dumps(r["values"])} for r in summary_rows(records)], "study/summary.json"
-    )
-    fig = summary_figure(records, f"{title}: mean over {spec.repeats} seeds")
-    tracker.log_figure(run_id, fig, "study/summary.png")
-    plt.close(fig)
-    print("\n" + md)
-    diffs = paired_differences(records, spec.compare) if spec.compare else []
-    if diffs:
-        text = compare_markdown(diffs, is_sr(records), f"{title}: against {spec.compare}")
-        tracker.log_text(run_id, text, "study/compare.md")
-        tracker.log_table(run_id, diffs, "study/compare.json")
-        slug = {s: parse_switch(s).slug for s in {d["switch"] for d in diffs}}
-        tracker.log_metrics(run_id, {f"diff/{d['configuration']}/{slug[d['switch']]}": d["diff"] for d in diffs})
-        print("\n" + text)
-
-
-def report_fronts(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str) -> None:
-    import matplotlib.pyplot as plt
-
-    from orchestration.fronts import Front
-    from orchestration.report.fronts import fronts_figure, fronts_report
-
-    fronts = [Front.from_dict(json.loads(r.front)) for r in records if getattr(r, "front", None)]
-    if not fronts or spec.front is None:
-        return
-    md = fronts_report(fronts, spec.front.reference, spec.name)
-    tracker.log_text(run_id, md, "study/fronts.md")
-    tracker.log_table(
-        run_id, [{"method": f.label, **p.as_dict()} for f in fronts for p in f.points], "study/fronts.json"
-    )
-    tracker.log_metrics(run_id, {f"hypervolume/{f.name}": f.hypervolume for f in fronts})
-    tracker.log_params(run_id, {"hypervolume_reference": json.dumps(spec.front.reference.model_dump())})
-    fig = fronts_figure(fronts, f"{title}: accuracy against multiply-adds")
-    tracker.log_figure(run_id, fig, "study/pareto_fronts.png")
-    plt.close(fig)
-    print("\n" + md)
-
-
-def report_search_front(tracker: Tracker, run_id: str, spec: StudySpec, records: list[TrialRecord], title: str):
-    import matplotlib.pyplot as plt
-
-    from orchestration.report.fronts import search_front, search_front_figure, search_front_markdown
-
-    objectives = spec.search.objectives
-    trials = [
-        {"trial": r.name, "params": r.params, "values": {o.metric: r.metrics.get(o.metric) for o in objectives}}
-        for r in records
-        if r.status == "TERMINATED"
-    ]
-    front = search_front(trials, objectives, spec.search.reference)
-    md = search_front_markdown(front, spec.name)
-    tracker.log_text(run_id, md, "study/search_front.md")
-    rows = [{"trial": r["trial"], "front": r["front"], **r["values"], **r["params"]} for r in front.rows]
-    tracker.log_table(run_id, rows, "study/search_front.json")
-    tracker.log_metrics(run_id, {"hypervolume/search": front.hypervolume})
-    tracker.log_params(run_id, {"search_hypervolume_reference": json.dumps(front.reference)})
-    fig = search_front_figure(front, spec.name)
-    tracker.log_figure(run_id, fig, "study/search_front.png")
-    plt.close(fig)
-    print("\n" + md)
 
 
 def dry_run_text(spec: StudySpec) -> str:
