@@ -99,7 +99,7 @@ def _preflight(spec, source: str, resume: bool = False) -> str:
     if resume and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise NothingToResume(f"no run of study {spec.name!r} to resume: the store {uri} does not exist")
     check_storage(spec, source)
-    check_dataset(spec.data.name, spec.data.root)
+    check_dataset(spec.data.name, spec.data.root, spec.data)
     check_switches(spec, source)
     check_search(spec, source)
     import mlflow.tracking  # noqa: F401  (its import sets its logger's level; ours is set after)

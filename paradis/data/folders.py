@@ -7,6 +7,8 @@ import gzip
 import hashlib
 import os
 import shutil
+import stat
+import struct
 from pathlib import Path
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -41,6 +43,53 @@ _FMNIST_FILES = (
 
 class DataError(ValueError):
     """A data set that cannot be read: names the path and what was expected there."""
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path``'s real location (symbolic links followed) lies within ``root``'s: a data folder's
+    links may point within it, never out of it."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
+def regular_file(path: Path) -> bool:
+    """A regular file: never a FIFO, socket or device, which would block or never end a read."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def image_file(path: Path, root: Path) -> bool:
+    """A file the folder loaders may read: regular, and within the data folder ``root``."""
+    return regular_file(path) and inside(path, root)
+
+
+def to_8bit(image, path) -> object:
+    """A decoded image's pixels as 8 bits: 16-bit images (PNG allows them) rescaled from [0, 65535], not
+    read as if they were [0, 255]; any other pixel type is refused."""
+    import numpy as np
+
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise DataError(f"image {str(path)!r} has {image.dtype} pixels; 8- or 16-bit images are read")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's header (24 bytes, no decoding); :class:`DataError` for a file
+    that is no PNG."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DataError(f"{str(path)!r} is not a PNG image (no PNG header)")
+    return struct.unpack(">II", head[16:24])
 
 
 def cache_dir() -> Path:
@@ -108,7 +157,7 @@ def _decompress(folder: Path) -> Path:
     return dest
 
 
-def fashion_mnist_layout(root: str | os.PathLike | None) -> Path:
+def fashion_mnist_layout(root: str | os.PathLike | None, options=None) -> Path:
     """Torchvision's folder layout for Fashion-MNIST, from ``root`` or Debian's package."""
     return _fashion_mnist_raw(Path(root) if root else DEBIAN_FASHION_MNIST)
 
@@ -117,19 +166,19 @@ CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 
 
 def cifar_check(name: str):
-    def check(root: str | os.PathLike | None) -> None:
+    def check(root: str | os.PathLike | None, options=None) -> None:
         if root is None or not (Path(root) / CIFAR_FOLDERS[name]).is_dir():
             raise DataError(f"{name} folder {str(root)!r} lacks {CIFAR_FOLDERS[name]}/ (the python version)")
 
     return check
 
 
-def check_imagenet(root: str | os.PathLike | None) -> None:
+def check_imagenet(root: str | os.PathLike | None, options=None) -> None:
     if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
         raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
 
 
-def check_skimage(root: str | os.PathLike | None = None) -> None:
+def check_skimage(root: str | os.PathLike | None = None, options=None) -> None:
     import importlib.util
 
     if importlib.util.find_spec("skimage") is None:
@@ -139,6 +188,42 @@ def check_skimage(root: str | os.PathLike | None = None) -> None:
 DIV2K_FOLDERS = ("DIV2K_train_HR", "DIV2K_train_LR_bicubic", "DIV2K_valid_HR", "DIV2K_valid_LR_bicubic")
 
 
-def check_div2k(root: str | os.PathLike | None) -> None:
+def check_div2k(root: str | os.PathLike | None, options=None) -> None:
+    """The layout, and every image pair of both parts at the data section's scale (headers only)."""
     if root is None or not all((Path(root) / s).is_dir() for s in DIV2K_FOLDERS):
         raise DataError(f"div2k folder {str(root)!r} lacks {', '.join(DIV2K_FOLDERS)} (DIV2K's usual layout)")
+    scale = getattr(getattr(options, "sr", None), "scale", 2)
+    for part in ("train", "valid"):
+        div2k_files(root, part, scale)
+
+
+def div2k_files(root: str | os.PathLike | None, part: str, scale: int) -> list[tuple[Path, Path]]:
+    """``(lr, hr)`` file pairs of DIV2K's ``train`` or ``valid`` part, each a regular PNG file within
+    ``root`` whose LR size is its HR size divided by ``scale`` (rounded down, as DIV2K's bicubic images
+    are); a missing folder or file, or a pair that does not fit, is a :class:`DataError` naming it."""
+    if root is None:
+        raise DataError("data set 'div2k' needs a root folder (data.root) holding DIV2K_train_HR/ etc.")
+    folder = Path(root)
+    hr_dir = folder / f"DIV2K_{part}_HR"
+    lr_dir = folder / f"DIV2K_{part}_LR_bicubic" / f"X{scale}"
+    for d in (hr_dir, lr_dir):
+        if not d.is_dir():
+            raise DataError(f"div2k folder {str(folder)!r} lacks {d.relative_to(folder)}/ (DIV2K's usual layout)")
+    pairs = []
+    for hr in sorted(hr_dir.glob("*.png")):
+        lr = lr_dir / f"{hr.stem}x{scale}.png"
+        for path in (hr, lr):
+            if not path.exists():
+                raise DataError(f"div2k: {str(lr)!r} is missing (the x{scale} bicubic image of {hr.name})")
+            if not image_file(path, folder):
+                raise DataError(f"div2k: {str(path)!r} is not a regular file within {str(folder)!r}; refused")
+        (hw, hh), (lw, lh) = png_size(hr), png_size(lr)
+        if (lw, lh) != (hw // scale, hh // scale):
+            raise DataError(
+                f"div2k: {str(lr)!r} is {lw}x{lh}, but its pair {hr.name} ({hw}x{hh}) at x{scale} needs "
+                f"{hw // scale}x{hh // scale}"
+            )
+        pairs.append((lr, hr))
+    if not pairs:
+        raise DataError(f"div2k folder {str(hr_dir)!r} holds no .png image")
+    return pairs

@@ -33,7 +33,8 @@ class DatasetInfo:
     task: str = CLASSIFICATION
     normalization: Normalization | None = None
     loader: str = field(default="", repr=False)  # "module:function"
-    check: Callable[[str | os.PathLike | None], None] | None = field(default=None, repr=False, compare=False)
+    # check(root, data options): cheap, torch-free, before any training starts
+    check: Callable[[str | os.PathLike | None, Any], object] | None = field(default=None, repr=False, compare=False)
     needs_root: bool = False
     description: str = ""
 
@@ -129,11 +130,12 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS.get(name)
 
 
-def check_dataset(name: str, root: str | os.PathLike | None) -> None:
-    """Cheap check that a data set can be read, before any training starts (raises DataError)."""
+def check_dataset(name: str, root: str | os.PathLike | None, options: Any = None) -> None:
+    """Cheap check that a data set can be read, before any training starts (raises DataError);
+    ``options``: the run's data section (DIV2K's scale)."""
     info = dataset_info(name)
     if info.check is not None:
-        info.check(root)
+        info.check(root, options)
 
 
 def normalization(name: str | None, channels: int) -> Normalization | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from paradis.data.folders import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError
+from paradis.data.folders import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError, div2k_files, to_8bit
 from paradis.data.registry import dataset_info
 from paradis.data.splits import EpochLoader, Splits
 
@@ -204,28 +204,6 @@ def make_photo_splits(
 
 
 # --- DIV2K -----------------------------------------------------------------------------------------
-def div2k_files(root: str | os.PathLike | None, part: str, scale: int) -> list[tuple[Path, Path]]:
-    """``(lr, hr)`` file pairs of DIV2K's ``train`` or ``valid`` part; a missing folder or file is a
-    :class:`DataError` naming it."""
-    if root is None:
-        raise DataError("data set 'div2k' needs a root folder (data.root) holding DIV2K_train_HR/ etc.")
-    folder = Path(root)
-    hr_dir = folder / f"DIV2K_{part}_HR"
-    lr_dir = folder / f"DIV2K_{part}_LR_bicubic" / f"X{scale}"
-    for d in (hr_dir, lr_dir):
-        if not d.is_dir():
-            raise DataError(f"div2k folder {str(folder)!r} lacks {d.relative_to(folder)}/ (DIV2K's usual layout)")
-    pairs = []
-    for hr in sorted(hr_dir.glob("*.png")):
-        lr = lr_dir / f"{hr.stem}x{scale}.png"
-        if not lr.is_file():
-            raise DataError(f"div2k: {str(lr)!r} is missing (the x{scale} bicubic image of {hr.name})")
-        pairs.append((lr, hr))
-    if not pairs:
-        raise DataError(f"div2k folder {str(hr_dir)!r} holds no .png image")
-    return pairs
-
-
 def _read_rgb(path: Path) -> torch.Tensor:
     import numpy as np
     import skimage.io
@@ -234,7 +212,7 @@ def _read_rgb(path: Path) -> torch.Tensor:
         image = skimage.io.imread(path)
     except (ValueError, OSError) as err:
         raise DataError(f"cannot read image {str(path)!r}: {err}") from None
-    return to_rgb(torch.from_numpy(np.ascontiguousarray(image)))
+    return to_rgb(torch.from_numpy(np.ascontiguousarray(to_8bit(image, path))))
 
 
 class DIV2KPatches(torch.utils.data.Dataset):

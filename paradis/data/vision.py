@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from paradis.data.folders import DataError, fashion_mnist_layout
+from paradis.data.folders import DataError, fashion_mnist_layout, image_file, to_8bit
 from paradis.data.registry import dataset_info, normalization
 from paradis.data.splits import Splits, TensorSplit
 
@@ -61,6 +61,7 @@ def load_imagenet(root: str | os.PathLike | None, options=None, seed: int = 0) -
     """ImageFolder ``train/`` and ``val/``, cropped to ``options.image_size`` (224 by default)."""
     import torchvision
     from torchvision import transforms as T
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     if root is None:
         raise DataError("data set 'imagenet' needs a root folder (data.root) with train/ and val/ class folders")
@@ -72,15 +73,37 @@ def load_imagenet(root: str | os.PathLike | None, options=None, seed: int = 0) -
     normalize = T.Normalize(*normalization("imagenet", 3))
     train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
     val_tf = T.Compose([T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize])
+
+    def readable(path: str) -> bool:
+        return path.lower().endswith(IMG_EXTENSIONS) and image_file(Path(path), folder)
+
+    kw = dict(is_valid_file=readable, loader=load_rgb)
     try:
-        train = torchvision.datasets.ImageFolder(str(folder / "train"), transform=train_tf)
-        val = torchvision.datasets.ImageFolder(str(folder / "val"), transform=val_tf)
+        train = torchvision.datasets.ImageFolder(str(folder / "train"), transform=train_tf, **kw)
+        val = torchvision.datasets.ImageFolder(str(folder / "val"), transform=val_tf, **kw)
     except (FileNotFoundError, RuntimeError) as err:
         raise DataError(f"imagenet folder {str(folder)!r} is malformed: {err}") from None
     if train.classes != val.classes:
         raise DataError(f"imagenet folder {str(folder)!r}: train/ and val/ hold different classes")
     info = dataset_info("imagenet").sized(num_classes=len(train.classes), input_size=(3, image_size, image_size))
     return Splits(info, train, val)
+
+
+def load_rgb(path: str):
+    """An image file as an 8-bit RGB PIL image; 16-bit greyscale pixels are rescaled from [0, 65535]
+    (PIL's own conversion clips them to [0, 255])."""
+    import numpy as np
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        image.load()
+    if image.mode.startswith("I"):  # 16-bit (I;16, I;16B) or 32-bit integer greyscale
+        pixels = np.asarray(image)
+        if image.mode == "I" and pixels.max(initial=0) <= 65535 and pixels.min(initial=0) >= 0:
+            pixels = pixels.astype(np.uint16)
+        image = Image.fromarray(to_8bit(pixels.astype(pixels.dtype.newbyteorder("=")), path), mode="L")
+    return image.convert("RGB")
 
 
 # --- synthetic -------------------------------------------------------------------------------------
