@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from paradis.costs import format_profiles, profile
 from paradis.models import create_model, list_models, model_info
 from paradis.switch import parse_switch
@@ -54,8 +52,9 @@ def _classes(text: str) -> int:
 def _train(args: argparse.Namespace) -> int:
     from paradis.config import load_run_config
     from paradis.engine import run_training
-    from paradis.engine.checkpoint import check_writable_dir
+    from paradis.engine.checkpoint import check_writable_dir, torch_bytes
     from paradis.engine.evaluation import table_csv, table_markdown
+    from paradis.util import write_atomically
 
     cfg = load_run_config(args.config, args.set)
     if args.output:  # before the first step: a bad place for the results must not cost the training
@@ -77,10 +76,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(table_markdown(result.table, title) + "\n")
-        (out / "table.csv").write_text(table_csv(result.table))
-        (out / "history.json").write_text(json.dumps(result.history, indent=1))
-        torch.save(result.model.state_dict(), out / "model.pt")
+        files = {
+            "table.md": (table_markdown(result.table, title) + "\n").encode(),
+            "table.csv": table_csv(result.table).encode(),
+            "history.json": json.dumps(result.history, indent=1).encode(),
+            "model.pt": torch_bytes(result.model.state_dict()),
+        }
+        for name, data in files.items():
+            write_atomically(out / name, data)
     return 0
 
 

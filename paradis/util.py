@@ -1,9 +1,14 @@
-"""Lazily loaded package names, so that torch-free modules stay torch-free."""
+"""Small pieces every package shares: lazily loaded package names (so that torch-free modules stay
+torch-free), the first line of an error, and writing a file atomically."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 
@@ -27,3 +32,28 @@ def first_line(value: BaseException | str, limit: int | None = 300) -> str:
     if not text:
         return type(value).__name__ if isinstance(value, BaseException) else ""
     return text.splitlines()[0][:limit]
+
+
+class NoSpaceLeft(OSError):
+    """A file could not be written for want of space; says where and how much."""
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name beside it, moved into place only when
+    complete: a failed write (a full disk) leaves neither a truncated file under the final name nor
+    the temporary file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = NoSpaceLeft(f"no space left on {path.parent} ({len(data)} bytes needed)")
+            full.errno = err.errno
+            raise full from None
+        raise

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from paradis.util import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -49,11 +52,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write atomically, keeping the previous checkpoint beside the new one: a crash mid-write, or a
     file damaged later, still leaves a good checkpoint to resume from."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    data = torch_bytes({"format": CHECKPOINT_FORMAT, **state})
+    staged = path.with_name(f".{path.name}.new")
+    write_atomically(staged, data)  # a full disk leaves the last good checkpoint as it was
     if path.exists():
         os.replace(path, previous_checkpoint(path))
-    os.replace(tmp, path)
+    os.replace(staged, path)
+
+
+def torch_bytes(obj) -> bytes:
+    """What ``torch.save(obj)`` writes, in memory (its size is known before anything is written)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
