@@ -38,24 +38,16 @@ def check_switches(spec, source: str) -> None:
     import torch
 
     from paradis.data.registry import dataset_info
-    from paradis.models.registry import create_model, model_info
+    from paradis.models.registry import create_model
+    from paradis.tasks import model_arguments
 
     models: dict[tuple, object] = {}
     for desc, cfg in _trial_configs(spec):
-        info = dataset_info(cfg.data.name)
-        key = (cfg.model.name, cfg.training.wide_factor, info.input_size[0], cfg.data.sr.scale, cfg.model.rounding)
+        args = model_arguments(cfg, dataset_info(cfg.data.name))
+        key = tuple(sorted(args.items()))
         if key not in models:
-            kwargs = {
-                "wide_factor": cfg.training.wide_factor,
-                "in_chans": info.input_size[0],
-                "rounding": cfg.model.rounding,
-            }
-            if model_info(cfg.model.name).num_classes is not None:
-                kwargs["num_classes"] = info.num_classes
-            if model_info(cfg.model.name).task == "super-resolution":
-                kwargs["scale"] = cfg.data.sr.scale
             with torch.device("meta"):
-                models[key] = create_model(cfg.model.name, **kwargs)
+                models[key] = create_model(**args)
         named = [(f"training.switches[{i}]", s) for i, s in enumerate(cfg.training.switches)]
         named += [(f"evaluation.switches[{i}]", s) for i, s in enumerate(cfg.evaluation.switches or [])]
         if cfg.evaluation.target:
