@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 PLAIN = """
 import sys
-from orchestration.spec import grid_points, load_study, run_config_for
+from orchestration.preflight import load_study
+from orchestration.trials import grid_points, run_config_for
 from paradis.engine import run_training
 spec = load_study(sys.argv[1])
 for params in grid_points(spec):

@@ -1,12 +1,86 @@
-"""Checks that need more than the spec's own values, run once before Ray starts: the storage path can
-be written, every trial's switches give whole channels in its model, and an Optuna searcher can be
-saved by Tune."""
+"""Every check of a study before Ray starts: its trials (each one's run configuration validates, the
+searched keys exist, a named switch set is defined: :func:`check_study`, which :func:`load_study` runs
+on every study file it reads), the resources a trial asks for, the storage path, every trial's
+switches in its model, and that Tune can save an Optuna searcher. Each refusal is one
+:class:`~paradis.config.ConfigError` naming the file (``source``) and the key path."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from paradis.config import ConfigError
+from pydantic import BaseModel
+
+from orchestration.spec import StudySpec, read_study
+from orchestration.trials import MAX_TRIALS, SWITCH_LIST_KEYS, Trial, run_config_for, trial_count, trials
+from paradis.config import ConfigError, RunConfig
+
+
+def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
+    """A study file read (:func:`orchestration.spec.read_study`) and every trial of it checked
+    (:func:`check_study`): what the command line, the report and the tests load."""
+    spec = read_study(path, overrides=overrides, smoke=smoke)
+    check_study(spec, str(path))
+    return spec
+
+
+def check_study(spec: StudySpec, source: str) -> list[Trial]:
+    """Validate every trial the study can produce before anything runs; returns them
+    (:func:`orchestration.trials.trials`). Raises :class:`ConfigError` naming the key path."""
+    known = ", ".join(spec.switch_sets) or "none defined"
+    if trial_count(spec) > MAX_TRIALS:
+        raise ConfigError(f"{source}: search: {trial_count(spec)} trials, more than the limit of {MAX_TRIALS}")
+    checks = [(f"search.space.{k}", k, p.values()) for k, p in spec.search.space.items()]
+    checks += [(f"search.variants.{n}.{k}", k, [v]) for n, o in spec.search.variants.items() for k, v in o.items()]
+    for where, key, values in checks:
+        if not _key_exists(key):
+            raise ConfigError(f"{source}: {where}: no such key in the run configuration")
+        if key in SWITCH_LIST_KEYS:
+            for v in values:
+                if isinstance(v, str) and v not in spec.switch_sets:
+                    raise ConfigError(f"{source}: {where}: {v!r} is not a switch set (switch_sets: {known})")
+    checked = trials(spec, source)
+    base = run_config_for(spec, {}, source)
+    if spec.scheduler.kind == "asha" and base.evaluation.every != 1:
+        raise ConfigError(f"{source}: evaluation.every: ASHA needs an evaluation every epoch (set it to 1)")
+    return checked
+
+
+def _key_exists(key: str) -> bool:
+    model: type[BaseModel] = RunConfig
+    for part in key.split("."):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        model = sub  # type: ignore[assignment]
+        if model is None:
+            return part == key.split(".")[-1]
+    return True
+
+
+def local_gpu_count() -> int:
+    """GPUs of this machine, from the NVIDIA driver's /proc entries (no CUDA initialisation)."""
+    root = Path("/proc/driver/nvidia/gpus")
+    return len(list(root.iterdir())) if root.is_dir() else 0
+
+
+def check_resources(spec: StudySpec, source: str, gpus_available: float, cpus_available: float | None = None) -> None:
+    """A trial asking for more GPUs or CPUs than the cluster has would wait forever: refuse it."""
+    res = spec.resources
+    need = res.workers_per_trial * res.gpus_per_worker
+    if need > gpus_available:
+        raise ConfigError(
+            f"{source}: resources.gpus_per_worker: a trial needs {need:g} GPU(s) "
+            f"({res.workers_per_trial} worker(s) x {res.gpus_per_worker:g}), the cluster has {gpus_available:g}"
+        )
+    cpus = res.workers_per_trial * res.cpus_per_worker + (0.1 if res.workers_per_trial > 1 else 0)
+    if cpus_available is not None and cpus > cpus_available:
+        raise ConfigError(
+            f"{source}: resources.cpus_per_worker: a trial needs {cpus:g} CPU(s) "
+            f"({res.workers_per_trial} worker(s) x {res.cpus_per_worker:g}), the cluster has {cpus_available:g}"
+        )
 
 
 def check_storage(spec, source: str) -> None:
@@ -21,41 +95,23 @@ def check_storage(spec, source: str) -> None:
         raise ConfigError(f"{source}: storage_path: {probe} is not writable by this user")
 
 
-def _trial_configs(spec) -> list[tuple[str, object]]:
-    from orchestration.spec import _describe, grid_points, run_config_for
-
-    if spec.search.kind == "grid":
-        return [(_describe(p), run_config_for(spec, p)) for p in grid_points(spec)]
-    out = [("(base)", run_config_for(spec, {}))]
-    for key, p in spec.search.space.items():
-        out += [(f"search.space.{key}={v!r}", run_config_for(spec, {key: v})) for v in p.values()]
-    return out
-
-
 def check_switches(spec, source: str) -> None:
     """Every trial's trained and evaluated switches fit its model (whole channels in every layer),
     checked on models built on the meta device (no memory, no initialisation cost)."""
     import torch
 
     from paradis.data.registry import dataset_info
-    from paradis.models.registry import create_model, model_info
+    from paradis.models.registry import create_model
+    from paradis.tasks import model_arguments
 
     models: dict[tuple, object] = {}
-    for desc, cfg in _trial_configs(spec):
-        info = dataset_info(cfg.data.name)
-        key = (cfg.model.name, cfg.training.wide_factor, info.input_size[0], cfg.data.sr.scale, cfg.model.rounding)
+    for trial in trials(spec, source):
+        desc, cfg = trial.label, trial.config
+        args = model_arguments(cfg, dataset_info(cfg.data.name))
+        key = tuple(sorted(args.items()))
         if key not in models:
-            kwargs = {
-                "wide_factor": cfg.training.wide_factor,
-                "in_chans": info.input_size[0],
-                "rounding": cfg.model.rounding,
-            }
-            if model_info(cfg.model.name).num_classes is not None:
-                kwargs["num_classes"] = info.num_classes
-            if model_info(cfg.model.name).task == "super-resolution":
-                kwargs["scale"] = cfg.data.sr.scale
             with torch.device("meta"):
-                models[key] = create_model(cfg.model.name, **kwargs)
+                models[key] = create_model(**args)
         named = [(f"training.switches[{i}]", s) for i, s in enumerate(cfg.training.switches)]
         named += [(f"evaluation.switches[{i}]", s) for i, s in enumerate(cfg.evaluation.switches or [])]
         if cfg.evaluation.target:
@@ -82,4 +138,12 @@ def check_search(spec, source: str) -> None:
         raise ConfigError(f"{source}: search: {problem}")
 
 
-__all__ = ["check_search", "check_storage", "check_switches"]
+__all__ = [
+    "check_resources",
+    "check_search",
+    "check_storage",
+    "check_study",
+    "check_switches",
+    "load_study",
+    "local_gpu_count",
+]

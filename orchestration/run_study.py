@@ -18,7 +18,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from orchestration.spec import check_resources, load_study, local_gpu_count  # noqa: E402
+from orchestration.preflight import check_resources, load_study, local_gpu_count  # noqa: E402
 from orchestration.tracking.base import TrackingError  # noqa: E402
 from paradis.config import ConfigError  # noqa: E402
 from paradis.data import DataError, check_dataset  # noqa: E402

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration.spec import trial_name
+from orchestration.trials import grid_axes, trial_name
 from paradis.registry import Registry
 
 
@@ -41,13 +41,8 @@ class SearchKind:
 def _grid_setup(spec, **_storage):
     from ray import tune
 
-    search = spec.search
-    space: dict[str, Any] = {k: tune.grid_search(p.values()) for k, p in search.space.items()}
-    if search.variants:
-        space = {"variant": tune.grid_search(list(search.variants)), **space}
-    if spec.repeats > 1:  # each configuration once per seed: the repeats are trials of their own
-        space["repeat"] = tune.grid_search(list(range(spec.repeats)))
-    return space, None
+    # the axes the dry run and the checks cross (variants, grid values, repeats: each seed a trial of its own)
+    return {key: tune.grid_search(values) for key, values in grid_axes(spec).items()}, None
 
 
 def _grid_describe(spec, n: int) -> list[str]:

@@ -3,22 +3,21 @@ declared once in :class:`paradis.config.RunConfig`) plus a search over its keys,
 fronts, and how to run and track the trials. Parsed with ``yaml.safe_load`` semantics into models
 that reject unknown keys; every error names the file and the key path.
 
-A trial's run configuration is made from the spec's own data (the file after ``--smoke`` and
-``--set``), by :func:`run_config_for`: the dry run, the checks before Ray starts and the trial itself
-call that one function on the same data, so what passes the checks is what the trial runs."""
+This module is the schema and the reading of a study file (:func:`read_study`); the trials a spec
+expands into are :mod:`orchestration.trials`', and the checks of every trial before Ray starts (and
+:func:`orchestration.preflight.load_study`, a study file read and checked) are
+:mod:`orchestration.preflight`'s."""
 
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from orchestration.tracking.base import paradis_home
 from paradis.config import (
     ConfigError,
     DataConfig,
@@ -29,9 +28,14 @@ from paradis.config import (
     format_validation_error,
     read_yaml,
 )
-from paradis.methods import get_method
 from paradis.switch import parse_switch
 from paradis.util import first_line
+
+
+def paradis_home() -> Path:
+    """Where studies keep their default MLflow database and Ray results: an absolute path, so that a
+    ``ray job submit --working-dir`` copy never scatters runs into a temporary folder."""
+    return Path(os.environ.get("PARADIS_HOME") or Path.home() / "paradis").expanduser().resolve()
 
 
 class TrackingSpec(Strict):
@@ -75,7 +79,10 @@ class ParamSpec(Strict):
         return list(v)
 
 
-class Objective(Strict):
+class SearchObjective(Strict):
+    """What a search optimizes: a reported metric and its direction (not a task's training
+    objective, :class:`paradis.tasks.Objective`)."""
+
     metric: str = "acc/target"
     mode: Literal["min", "max"] = "max"
 
@@ -90,7 +97,7 @@ class SearchSpec(Strict):
     samples: int = Field(1, gt=0, le=100_000, description="grid: repeats of the grid; optuna: trials")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     sampler: Literal["tpe", "nsga2"] = "tpe"
-    objectives: list[Objective] = Field(default_factory=lambda: [Objective()])
+    objectives: list[SearchObjective] = Field(default_factory=lambda: [SearchObjective()])
     storage: str | None = Field(
         None,
         description="Optuna storage (an RDB URL) for an Optuna search; default PARADIS_OPTUNA_STORAGE, else "
@@ -312,189 +319,6 @@ def study_from_data(data: dict, source: str) -> StudySpec:
     return spec
 
 
-_SWITCH_LIST_KEYS = ("training.switches", "evaluation.switches", "evaluation.match_switches")
-
-
-def set_key(data: dict, key: str, value: Any) -> None:
-    """Set a dotted key; a mapping merges into the section already there (an override of one key of
-    a section never resets its other keys)."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = node[part] = {}
-        node = nxt
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        for k, v in value.items():
-            set_key(node[last], k, v)
-    else:
-        node[last] = copy.deepcopy(value)
-
-
-def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:
-    """The seed of repeat ``repeat`` of a configuration: its own seed plus the repeat index."""
-    data = spec.run_section()
-    for key, value in (spec.search.variants.get(variant, {}) if variant else {}).items():
-        set_key(data, key, value)
-    base = (data.get("training") or {}).get("seed", 0)
-    return (base if isinstance(base, int) and not isinstance(base, bool) else 0) + repeat
-
-
-def configuration_name(params: dict[str, Any]) -> str:
-    """What a trial's configuration is called wherever a study shows it: its variant, else its searched
-    values by their last key part (``switches=eight, lr=0.1``), the repeat left out; ``base`` when
-    nothing was searched."""
-    if params.get("variant"):
-        return str(params["variant"])
-    shown = [f"{k.rsplit('.', 1)[-1]}={_plain(v)}" for k, v in params.items() if k not in ("repeat", "variant")]
-    return ", ".join(shown) or "base"
-
-
-def trial_name(params: dict[str, Any], trial_id: str) -> str:
-    """A trial's run name: its configuration, its repeat and Ray Tune's trial id."""
-    repeat = params.get("repeat")
-    return f"{configuration_name(params)}{'' if repeat is None else f'-seed{repeat}'}_{trial_id}"
-
-
-def _plain(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def trial_params(spec: StudySpec, params: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A trial's dotted keys and values: its variant's, then its searched values; a value naming one
-    of the spec's ``switch_sets`` stands for that list of switches."""
-    params = dict(params)
-    variant = params.pop("variant", None)
-    repeat = params.pop("repeat", None)
-    items = list(spec.search.variants[variant].items()) if variant is not None else []
-    items += list(params.items())
-    if repeat:  # the seed enters data order, initialisation and augmentation
-        items.append(("training.seed", seed_of(spec, variant, repeat)))
-    out = []
-    for key, value in items:
-        if key in _SWITCH_LIST_KEYS and isinstance(value, str) and value in spec.switch_sets:
-            value = spec.switch_sets[value]
-        out.append((key, value))
-    return out
-
-
-def run_config_for(spec: StudySpec, params: dict[str, Any], source: str = "trial") -> RunConfig:
-    """The run configuration of one trial: the spec's run section with its variant and searched
-    values set (sections merge), and the front's validation images held out when the trial's method
-    has a front."""
-    data = spec.run_section()
-    for key, value in trial_params(spec, params):
-        set_key(data, key, value)
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(first_line(format_validation_error(err, source), None)) from None
-    if spec.front is not None and get_method(cfg.training.method).front is not None and not cfg.data.holdout:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"holdout": spec.front.validation})})
-    return cfg
-
-
-def _key_exists(key: str) -> bool:
-    model: type[BaseModel] = RunConfig
-    for part in key.split("."):
-        field = model.model_fields.get(part)
-        if field is None:
-            return False
-        ann = field.annotation
-        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        model = sub  # type: ignore[assignment]
-        if model is None:
-            return part == key.split(".")[-1]
-    return True
-
-
-MAX_TRIALS = 10_000  # a study of more trials is a typo in its grid
-
-
-def trial_count(spec: StudySpec) -> int:
-    """The trials a study runs, computed without expanding its grid."""
-    if spec.search.kind != "grid":
-        return spec.search.samples
-    n = max(1, len(spec.search.variants)) * spec.search.samples * spec.repeats
-    for p in spec.search.space.values():
-        n *= len(p.values())
-    return n
-
-
-def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
-    """All combinations of variants and grid values (once; ``samples`` repeats them)."""
-    if trial_count(spec) > MAX_TRIALS:
-        raise ConfigError(f"search: {trial_count(spec)} trials, more than the limit of {MAX_TRIALS}")
-    keys = list(spec.search.space)
-    combos = list(itertools.product(*(spec.search.space[k].values() for k in keys)))
-    points = [dict(zip(keys, combo)) for combo in combos] or [{}]
-    if spec.search.variants:
-        points = [{"variant": name, **p} for name in spec.search.variants for p in points]
-    if spec.repeats > 1 or spec.repeat_from:
-        first = spec.repeat_from
-        points = [{**p, "repeat": k} for p in points for k in range(first, first + spec.repeats)]
-    return points
-
-
-def check_study(spec: StudySpec, source: str) -> list[dict[str, Any]]:
-    """Validate every trial the study can produce before anything runs; returns the grid points
-    (grid) or the values checked (optuna). Raises :class:`ConfigError` naming the key path."""
-    known = ", ".join(spec.switch_sets) or "none defined"
-    if trial_count(spec) > MAX_TRIALS:
-        raise ConfigError(f"{source}: search: {trial_count(spec)} trials, more than the limit of {MAX_TRIALS}")
-    checks = [(f"search.space.{k}", k, p.values()) for k, p in spec.search.space.items()]
-    checks += [(f"search.variants.{n}.{k}", k, [v]) for n, o in spec.search.variants.items() for k, v in o.items()]
-    for where, key, values in checks:
-        if not _key_exists(key):
-            raise ConfigError(f"{source}: {where}: no such key in the run configuration")
-        if key in _SWITCH_LIST_KEYS:
-            for v in values:
-                if isinstance(v, str) and v not in spec.switch_sets:
-                    raise ConfigError(f"{source}: {where}: {v!r} is not a switch set (switch_sets: {known})")
-    if spec.search.kind == "grid":
-        points = grid_points(spec)
-        for params in points:
-            run_config_for(spec, params, f"{source}: trial {_describe(params)}")
-    else:
-        points = []
-        for key, p in spec.search.space.items():
-            for v in p.values():
-                run_config_for(spec, {key: v}, f"{source}: search.space.{key}={v!r}")
-    base = run_config_for(spec, {}, source)
-    if spec.scheduler.kind == "asha" and base.evaluation.every != 1:
-        raise ConfigError(f"{source}: evaluation.every: ASHA needs an evaluation every epoch (set it to 1)")
-    return points
-
-
-def _describe(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base)"
-
-
-def local_gpu_count() -> int:
-    """GPUs of this machine, from the NVIDIA driver's /proc entries (no CUDA initialisation)."""
-    root = Path("/proc/driver/nvidia/gpus")
-    return len(list(root.iterdir())) if root.is_dir() else 0
-
-
-def check_resources(spec: StudySpec, source: str, gpus_available: float, cpus_available: float | None = None) -> None:
-    """A trial asking for more GPUs or CPUs than the cluster has would wait forever: refuse it."""
-    res = spec.resources
-    need = res.workers_per_trial * res.gpus_per_worker
-    if need > gpus_available:
-        raise ConfigError(
-            f"{source}: resources.gpus_per_worker: a trial needs {need:g} GPU(s) "
-            f"({res.workers_per_trial} worker(s) x {res.gpus_per_worker:g}), the cluster has {gpus_available:g}"
-        )
-    cpus = res.workers_per_trial * res.cpus_per_worker + (0.1 if res.workers_per_trial > 1 else 0)
-    if cpus_available is not None and cpus > cpus_available:
-        raise ConfigError(
-            f"{source}: resources.cpus_per_worker: a trial needs {cpus:g} CPU(s) "
-            f"({res.workers_per_trial} worker(s) x {res.cpus_per_worker:g}), the cluster has {cpus_available:g}"
-        )
-
-
 # --- loading ---------------------------------------------------------------------------------------
 SMOKE_OVERRIDES = {
     "data.train_subset": 1024,
@@ -549,7 +373,10 @@ def apply_smoke(data: dict) -> dict:
     return data
 
 
-def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
+def read_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
+    """A study file as a validated spec: read (``--smoke`` and ``--set`` applied), a relative data
+    folder pinned, the schema checked. Its trials are not checked here:
+    :func:`orchestration.preflight.load_study` reads and checks them."""
     source = str(path)
     data = read_yaml(path)
     if smoke:
@@ -561,6 +388,4 @@ def load_study(path: str | os.PathLike, *, overrides: list[str] | None = None, s
     if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
         # trials run in their own working directories: pin the folder the user meant
         data["data"]["root"] = str(Path(root).expanduser().resolve())
-    spec = study_from_data(data, source)
-    check_study(spec, source)
-    return spec
+    return study_from_data(data, source)

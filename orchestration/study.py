@@ -9,13 +9,15 @@ import os
 import time
 from pathlib import Path
 
+from orchestration.preflight import check_resources
 from orchestration.report import TrialRecord, study_markdown
 from orchestration.report.curves import curve_rows
 from orchestration.report.outputs import report_study
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
-from orchestration.spec import StudySpec, check_resources, grid_points, run_config_for, trial_name
+from orchestration.spec import StudySpec
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
+from orchestration.trials import run_config_for, trial_name, trials
 from paradis.engine.metrics import measure_key
 from paradis.methods import describe_method, make_planner
 from paradis.switch import parse_switch
@@ -270,10 +272,10 @@ def dry_run_text(spec: StudySpec) -> str:
         + (f" on {sched.metric} (grace {sched.grace_period})" if sched.kind == "asha" else "")
     )
     if spec.search.kind == "grid":
-        points = grid_points(spec)
-        lines.append(f"{len(points) * spec.search.samples} trial(s):")
-        for i, p in enumerate(points):
-            cfg = run_config_for(spec, p)
+        listed = trials(spec)
+        lines.append(f"{len(listed) * spec.search.samples} trial(s):")
+        for i, trial in enumerate(listed):
+            p, cfg = trial.params, trial.config
             shown = {**spec.search.variants.get(p.get("variant"), {}), **p}
             desc = ", ".join(f"{k}={v}" for k, v in shown.items() if k != "variant")
             front = " (front)" if spec.front is not None and cfg.data.holdout else ""

@@ -15,8 +15,9 @@ from typing import Any
 
 from orchestration.faults import maybe_inject
 from orchestration.pareco import proposer_for
-from orchestration.spec import StudySpec, run_config_for, study_from_data
+from orchestration.spec import StudySpec, study_from_data
 from orchestration.tracking.callback import FAILED_KEY
+from orchestration.trials import run_config_for
 from paradis.config import RunConfig
 from paradis.engine import DistributedInfo, EpochReport, NonFiniteLoss, Trainer
 from paradis.methods import get_method

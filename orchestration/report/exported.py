@@ -18,7 +18,7 @@ from orchestration.report.curves import parse_convergence, teacher_key
 from orchestration.report.rows import SwitchRow
 from orchestration.report.studies import SCALES, StudyResult
 from orchestration.report.study import TrialRecord
-from orchestration.spec import seed_of
+from orchestration.trials import seed_of
 from paradis.config import ConfigError
 
 FORMAT = "paradis-study-results/1"

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestration.report.study import TrialRecord, columns, is_sr, markdown_row, new_figure, score
-from orchestration.spec import configuration_name
+from orchestration.trials import configuration_name
 
 
 @dataclass

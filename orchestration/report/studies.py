@@ -193,7 +193,7 @@ def load_results(
 ) -> dict[str, StudyResult]:
     """The studies ``keys`` (roles; those with a file at ``scale``) of ``studies_dir``, each with its
     newest finished run in store ``uri``."""
-    from orchestration.spec import load_study
+    from orchestration.preflight import load_study
     from orchestration.tracking import open_tracker
 
     open_ = tracker_of or open_tracker

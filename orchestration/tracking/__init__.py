@@ -6,7 +6,6 @@ from orchestration.tracking.base import (
     Tracker,
     TrackingError,
     flatten,
-    paradis_home,
     resolve_tracking_uri,
     trial_metrics,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "git_commit",
     "make_client",
     "open_tracker",
-    "paradis_home",
     "resolve_tracking_uri",
     "trial_metrics",
 ]

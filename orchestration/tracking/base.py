@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Protocol
 
+from orchestration.spec import paradis_home
 from paradis.engine.metrics import is_tracked
 
 
@@ -95,12 +95,6 @@ class Tracker(Protocol):
     def resolve_model_uri(self, uri: str, dest: str) -> tuple[str, dict[str, str]]:
         """Download the artifacts of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` into ``dest``:
         the local folder, and the version's tags with ``name``, ``version``, ``run_id`` and ``source``."""
-
-
-def paradis_home() -> Path:
-    """Where studies keep their default MLflow database and Ray results: an absolute path, so that a
-    ``ray job submit --working-dir`` copy never scatters runs into a temporary folder."""
-    return Path(os.environ.get("PARADIS_HOME") or Path.home() / "paradis").expanduser().resolve()
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

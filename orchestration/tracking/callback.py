@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import orchestration.tracking.tag_names as tag_names
-from orchestration.spec import trial_name
 from orchestration.tracking.base import Tracker, data_of, trial_metrics
+from orchestration.trials import trial_name
 from paradis.methods import describe_method
 
 FAILED_KEY = "failed_reason"  # a trial's last report names why it ended failed (not retried)

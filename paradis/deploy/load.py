@@ -26,7 +26,7 @@ from paradis.deploy.files import (
 )
 from paradis.deploy.manifest import MANIFEST_NAME, DeviceEntry, Manifest, named_files
 from paradis.deploy.onnx import Runner
-from paradis.deploy.trained import build_model
+from paradis.deploy.trained import model_from_args
 from paradis.models.base import Fusion, SubNetwork
 from paradis.util import first_line
 
@@ -92,7 +92,7 @@ def load_subnetwork(folder: str | os.PathLike, index: int, manifest: Manifest | 
     code-safe: the file's digest is checked, then it is read with ``weights_only=True``."""
     manifest, d = _device(folder, index, manifest)
     state = load_state(folder, index, manifest)
-    skeleton = build_model(manifest.model).extract(manifest.switch, missing_stats_ok=True).subnets[index]
+    skeleton = model_from_args(manifest.model).extract(manifest.switch, missing_stats_ok=True).subnets[index]
     try:
         skeleton.load_state_dict(state)
     except RuntimeError as err:

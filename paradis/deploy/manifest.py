@@ -61,7 +61,7 @@ Numbers = list[number()]
 
 @with_config(STRICT)
 class ModelArgs(TypedDict):
-    """The registry arguments of the model (:func:`paradis.deploy.trained.build_model`); a manifest
+    """The registry arguments of the model (:func:`paradis.deploy.trained.model_from_args`); a manifest
     written before the rounding option used the shared rule."""
 
     name: Annotated[str, AfterValidator(_registered)]

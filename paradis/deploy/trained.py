@@ -71,6 +71,8 @@ class TrainedModel:
         return cls(model, model_name, num_classes, in_chans, wf, size, dataset, acc, source, dict(config or {}))  # type: ignore[arg-type]
 
     def model_args(self) -> dict[str, Any]:
+        """The registry arguments of the model (:func:`model_from_args` builds it): for a trained run,
+        what :func:`paradis.tasks.model_arguments` gave its configuration and data set."""
         return {
             "name": self.model_name,
             "num_classes": self.num_classes,
@@ -80,7 +82,7 @@ class TrainedModel:
         }
 
 
-def build_model(args: Mapping[str, Any]) -> ParaDiSModel:
+def model_from_args(args: Mapping[str, Any]) -> ParaDiSModel:
     """The untrained model of :meth:`TrainedModel.model_args` (or a manifest's ``model``; a manifest
     written before the rounding option used the shared rule)."""
     return create_model(
@@ -254,7 +256,8 @@ def _model_with_state(
     name: str, num_classes: int, wf: float, in_chans: int, state: dict, where: str, rounding: str = "paradis"
 ) -> ParaDiSModel:
     try:
-        model = create_model(name, num_classes=num_classes, wide_factor=wf, in_chans=in_chans, rounding=rounding)
+        args = {"name": name, "num_classes": num_classes, "wide_factor": wf, "in_chans": in_chans, "rounding": rounding}
+        model = model_from_args(args)
         model.load_state_dict(state)
     except (RuntimeError, ValueError, TypeError) as err:
         first = first_line(err, 200)

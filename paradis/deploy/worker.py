@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from paradis.deploy.timing import latency_summary, measure_times
-from paradis.deploy.trained import build_model
+from paradis.deploy.trained import model_from_args
 from paradis.switch import Switch, SwitchLike, parse_switch
 
 
@@ -49,7 +49,7 @@ class DeviceWorker:
     # loading ----------------------------------------------------------------------------------
     def load_full(self, model_args: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> int:
         """Hold the full model; returns the bytes of weights received."""
-        model = build_model(model_args)
+        model = model_from_args(model_args)
         model.load_state_dict(state)
         self.model = model.to(self.device).eval()
         self.model_args = dict(model_args)
@@ -61,7 +61,7 @@ class DeviceWorker:
     ) -> int:
         """Hold sub-network ``index`` of ``switch`` only (the state dict of an exported device file)."""
         s = parse_switch(switch)
-        net = build_model(model_args).extract(s, missing_stats_ok=True).subnets[index]
+        net = model_from_args(model_args).extract(s, missing_stats_ok=True).subnets[index]
         net.load_state_dict(state)
         self.model, self.model_args = None, dict(model_args)
         self.parts = {(s, index): self._place(net)}

@@ -12,9 +12,8 @@ from paradis.data.registry import dataset_info
 from paradis.data.splits import Splits, holdout, subset, without_augmentation
 from paradis.methods import FULL, get_method
 from paradis.models import ParaDiSModel, create_model
-from paradis.models.registry import model_info
 from paradis.switch import Switch, parse_switch
-from paradis.tasks import get_task
+from paradis.tasks import model_arguments
 
 
 def select_device(name: str) -> torch.device:
@@ -57,11 +56,7 @@ def prepare_data(cfg, splits: Splits) -> RunData:
 
 def build_model(cfg, info) -> ParaDiSModel:
     """The run's model for data set ``info``; every trained switch must fit it (whole channels)."""
-    kwargs = {"wide_factor": cfg.training.wide_factor, "in_chans": info.input_size[0], "rounding": cfg.model.rounding}
-    if model_info(cfg.model.name).num_classes is not None:
-        kwargs["num_classes"] = info.num_classes
-    kwargs.update(get_task(cfg.task).model_kwargs(cfg))
-    model = create_model(cfg.model.name, **kwargs)
+    model = create_model(**model_arguments(cfg, info))
     for i, s in enumerate(cfg.training.switches):
         try:
             model.resolve(s)

@@ -2,6 +2,6 @@
 import below."""
 
 from paradis.tasks import classification, super_resolution  # noqa: F401  (registers the tasks)
-from paradis.tasks.base import Objective, Task, get_task, list_tasks, register_task
+from paradis.tasks.base import Objective, Task, get_task, list_tasks, model_arguments, register_task
 
-__all__ = ["Objective", "Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["Objective", "Task", "get_task", "list_tasks", "model_arguments", "register_task"]

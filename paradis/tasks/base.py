@@ -46,8 +46,9 @@ class Task:
         """A measure as a table shows it."""
         raise NotImplementedError
 
-    def model_kwargs(self, cfg) -> dict:
-        """What the task adds to the model's construction from a run configuration."""
+    def model_kwargs(self, cfg, info) -> dict:
+        """What a model of this task is built with beyond its name, width, input channels and
+        rounding, from a run configuration ``cfg`` and its data set's metadata ``info``."""
         return {}
 
     def plotted(self, value: float) -> float:
@@ -69,3 +70,18 @@ def get_task(name: str) -> Task:
 
 def list_tasks() -> list[str]:
     return TASKS.names()
+
+
+def model_arguments(cfg, info) -> dict[str, Any]:
+    """The registry arguments of a run's model (``create_model(**model_arguments(cfg, info))``): its
+    name, wide factor and rounding from the run configuration ``cfg``, its input channels from the data
+    set's metadata ``info``, and what its task adds (a classifier's classes, a super-resolution model's
+    scale). The trainer, the checks before a study starts and deploy's model arguments agree with it."""
+    args = {
+        "name": cfg.model.name,
+        "wide_factor": cfg.training.wide_factor,
+        "in_chans": info.input_size[0],
+        "rounding": cfg.model.rounding,
+    }
+    args.update(get_task(cfg.task).model_kwargs(cfg, info))
+    return args

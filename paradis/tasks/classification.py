@@ -65,5 +65,8 @@ class Classification(Task):
     def cell(self, value: float) -> str:
         return f"{100 * value:.2f}"
 
+    def model_kwargs(self, cfg, info) -> dict:
+        return {"num_classes": info.num_classes}  # the data set's classes, not the model's default
+
     def plotted(self, value: float) -> float:
         return 100 * value

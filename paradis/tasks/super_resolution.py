@@ -39,5 +39,5 @@ class SuperResolution(Task):
     def cell(self, value: float) -> str:
         return f"{value:.2f}"
 
-    def model_kwargs(self, cfg) -> dict:
+    def model_kwargs(self, cfg, info) -> dict:
         return {"scale": cfg.data.sr.scale}

@@ -9,6 +9,7 @@ import torch
 
 from paradis.config import RunConfig
 from paradis.costs import profile
+from paradis.data.registry import dataset_info
 from paradis.deploy import (
     ExportError,
     Manifest,
@@ -22,6 +23,7 @@ from paradis.deploy import (
     verify_export,
 )
 from paradis.engine import run_training
+from paradis.tasks import model_arguments
 from tests.deploy.recipes import recipe
 
 
@@ -241,6 +243,8 @@ def test_a_us_model_deploys_with_the_rounding_it_was_trained_with(tmp_path):
     run_training(cfg, checkpoint_dir=tmp_path / "ckpt")
     us = load_trained(tmp_path / "ckpt" / "checkpoint.pt")
     assert us.model.rounding == "us-nets" and us.model_args()["rounding"] == "us-nets"
+    # deploy rebuilds the model the trainer built: the arguments of the run's configuration and data set
+    assert us.model_args() == model_arguments(cfg, dataset_info(cfg.data.name))
     assert us.model.stem.out_ranges(us.model.resolve("[0.35]")) == ((0, 8),)  # make_divisible(16 * 0.35) = 8
     manifest = export_switch(us, "[0.35]", tmp_path / "out", programs=False)
     net = load_subnetwork(tmp_path / "out", 0)

@@ -3,8 +3,8 @@ logs them on a real MLflow store."""
 
 from dataclasses import replace
 
+from orchestration.preflight import load_study
 from orchestration.report.outputs import STUDY_REPORTS, learning_curves, report_study, seeds, study_table
-from orchestration.spec import load_study
 from orchestration.tracking import open_tracker
 from tests.orchestration.conftest import ROOT
 from tests.orchestration.test_report import RECORDS

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.preflight import load_study
 from orchestration.report.claims import CLAIMS, closest_in_macs
 from orchestration.report.cli import main
 from orchestration.report.results import results_markdown
@@ -14,7 +15,6 @@ from orchestration.report.seeds import groups
 from orchestration.report.studies import StudyResult, load_results
 from orchestration.report.study import TrialRecord
 from orchestration.report.verdicts import Check, claim_verdict
-from orchestration.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -289,7 +289,7 @@ def test_extra_seeds_of_the_same_configuration_are_pooled_and_nothing_else_is(tm
 
 
 def test_repeat_from_numbers_the_extra_seeds_after_the_first_ones():
-    from orchestration.spec import grid_points, run_config_for
+    from orchestration.trials import grid_points, run_config_for
 
     spec = load_study(ROOT / "studies" / "ablation.yaml", overrides=["repeats=2", "repeat_from=3"])
     points = grid_points(spec)
@@ -300,6 +300,27 @@ def test_repeat_from_numbers_the_extra_seeds_after_the_first_ones():
 
     with pytest.raises(ConfigError, match="repeat_from"):
         load_study(ROOT / "studies" / "search.yaml", overrides=["repeat_from=2"])
+
+
+def test_the_runners_grid_is_the_grid_the_dry_run_lists(monkeypatch):
+    """Ray Tune crosses the axes that grid_points crosses: the extra seeds of repeat_from are the
+    repeats the runner trains (it once trained repeats 0 and 1 again)."""
+    import itertools
+    import sys
+    import types
+
+    from orchestration.search import SEARCHES
+    from orchestration.trials import grid_points
+
+    tune = types.SimpleNamespace(grid_search=lambda values: {"grid_search": list(values)})
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(tune=tune))  # no Ray imported
+    for overrides in ([], ["repeats=2"], ["repeats=2", "repeat_from=3"]):
+        spec = load_study(ROOT / "studies" / "ablation.yaml", overrides=overrides)
+        space, searcher = SEARCHES["grid"].setup(spec)
+        assert searcher is None
+        crossed = [dict(zip(space, combo)) for combo in itertools.product(*(v["grid_search"] for v in space.values()))]
+        assert crossed == grid_points(spec)
+    assert space["repeat"] == {"grid_search": [3, 4]}
 
 
 def test_the_command_refuses_a_missing_store_in_one_line(tmp_path, capsys):

@@ -78,8 +78,7 @@ def test_picklable_check_names_the_optuna_release():
 
 def test_a_searcher_tune_cannot_save_is_one_line_before_ray(monkeypatch):
     import orchestration.search
-    from orchestration.preflight import check_search
-    from orchestration.spec import load_study
+    from orchestration.preflight import check_search, load_study
     from paradis.config import ConfigError
 
     spec = load_study("studies/search_multiobjective.yaml", smoke=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.preflight import load_study
 from orchestration.report.seeds import (
     SeedValues,
     compare_markdown,
@@ -18,7 +19,7 @@ from orchestration.report.seeds import (
     summary_rows,
 )
 from orchestration.report.study import TrialRecord
-from orchestration.spec import configuration_name, grid_points, load_study, run_config_for, trial_count, trial_name
+from orchestration.trials import configuration_name, grid_points, run_config_for, trial_count, trial_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

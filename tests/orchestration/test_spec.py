@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.preflight import load_study
 from orchestration.search import first_suggestions
-from orchestration.spec import apply_smoke, grid_points, load_study, run_config_for, study_from_data
+from orchestration.spec import apply_smoke, study_from_data
 from orchestration.study import dry_run_text
+from orchestration.trials import grid_points, run_config_for
 from paradis.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

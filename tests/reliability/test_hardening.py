@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.spec import load_study
+from orchestration.preflight import load_study
 from orchestration.tracking import TrackingError, resolve_tracking_uri
 from paradis.config import ConfigError, RunConfig, apply_overrides, validate
 from paradis.switch import parse_switch
