@@ -49,6 +49,22 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert state["epoch"] == 3
 
 
+def test_a_checkpoint_of_another_configuration_is_refused_naming_the_keys(tmp_path):
+    cfg = small_config(epochs=2)
+    run_training(cfg, checkpoint_dir=tmp_path, callback=lambda r: r.epoch == 1)
+    edited = cfg.model_copy(update={"training": cfg.training.model_copy(update={"method": "us", "beta": 0.5})})
+    with pytest.raises(CheckpointError) as err:
+        run_training(edited, checkpoint_dir=tmp_path)  # with method us it once crashed with KeyError
+    message = str(err.value)
+    assert "was written by another configuration" in message and "--restart" in message
+    assert "training.method: 'paradis' -> 'us'" in message and "training.beta: 0.0 -> 0.5" in message
+    # what decides only the measurement may change
+    measured = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"calibration_batches": 3})})
+    assert [h["epoch"] for h in run_training(measured, checkpoint_dir=tmp_path).history] == [1, 2]
+    # and --restart (resume=False) trains the edited configuration afresh
+    assert run_training(edited, checkpoint_dir=tmp_path, resume=False).history[0]["epoch"] == 1
+
+
 def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     run_training(small_config(epochs=1), checkpoint_dir=tmp_path)
     path = tmp_path / "checkpoint.pt"

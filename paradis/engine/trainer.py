@@ -19,7 +19,13 @@ import torch
 
 from paradis.config import RunConfig
 from paradis.data.splits import Splits, make_loader
-from paradis.engine.checkpoint import CHECKPOINT_NAME, check_writable_dir, load_resumable, save_checkpoint
+from paradis.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    check_same_run,
+    check_writable_dir,
+    load_resumable,
+    save_checkpoint,
+)
 from paradis.engine.evaluation import SwitchResult, evaluate_switches, matched_widths
 from paradis.engine.metrics import loss_key, table_metrics
 from paradis.engine.optim import make_optimizer, make_scheduler
@@ -183,6 +189,7 @@ class Trainer:
         state = load_resumable(self.ckpt_path, self.device, self.log)
         if state is None:
             return 0
+        check_same_run(state, self.cfg.model_dump(mode="json"), self.ckpt_path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
