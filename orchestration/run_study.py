@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         return _error(err, args.spec)
     except LookupError as err:  # NothingToResume
         return _error(err)
-    from orchestration.study import NothingToResume, UnsafeResume, run_study
+    from orchestration.study import ChangedSpec, NothingToResume, UnsafeResume, run_study
 
     spec_text = Path(args.spec).read_text(errors="replace")
     try:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
-    except (NothingToResume, UnsafeResume, ConfigError) as err:
+    except (NothingToResume, UnsafeResume, ChangedSpec, ConfigError) as err:
         return _error(err)
 
 

@@ -18,6 +18,7 @@ from orchestration.spec import StudySpec
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
 from orchestration.trials import run_config_for, trial_name, trials
+from paradis.config.changes import RUN_RESUMABLE, config_changes, describe_changes
 from paradis.engine.metrics import measure_key
 from paradis.methods import describe_method, make_planner
 from paradis.switch import parse_switch
@@ -28,6 +29,10 @@ STATE_FILE = "paradis_study.json"
 
 class NothingToResume(LookupError):
     """``--resume`` found no interrupted run of the study."""
+
+
+class ChangedSpec(ValueError):
+    """``--resume`` with a spec that would train the rest of the study otherwise."""
 
 
 class UnsafeResume(PermissionError):
@@ -67,7 +72,27 @@ def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
     state = json.loads((exp_dir / STATE_FILE).read_text())
     if state.get("parent_run_id") != run_id:
         raise UnsafeResume(f"{exp_dir / STATE_FILE} names run {state.get('parent_run_id')!r}, not {run_id}")
+    check_unchanged(spec, tracker, run_id)
     return exp_dir, run_id
+
+
+# Keys of a study a resume may change: what is reported, how many trials run at once, how failures are
+# retried; anything else would train the rest of the study under other values than its runs record.
+STUDY_RESUMABLE = (*RUN_RESUMABLE, "description", "compare", "resources.", "failure.")
+
+
+def check_unchanged(spec: StudySpec, tracker: Tracker, run_id: str) -> None:
+    """Refuse to resume study run ``run_id`` with a spec that trains otherwise than the one it recorded
+    (``spec/resolved.json``), in one line naming the differing keys."""
+    recorded = tracker.load_text(run_id, "spec/resolved.json")
+    if recorded is None:
+        raise UnsafeResume(f"run {run_id} records no resolved spec (spec/resolved.json): its spec cannot be compared")
+    changes = config_changes(json.loads(recorded), spec.model_dump(mode="json"), STUDY_RESUMABLE)
+    if changes:
+        raise ChangedSpec(
+            f"the spec differs from the one study run {run_id} trained with ({describe_changes(changes)}); "
+            "undo the change to resume, or start a new run without --resume"
+        )
 
 
 def private_token(path: Path | None = None) -> None:

@@ -7,10 +7,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from paradis.config.changes import config_changes, describe_changes
 from paradis.util import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -45,31 +45,6 @@ def set_aside(path: Path, log: Callable[[str], None]) -> Path:
     return aside
 
 
-# Keys a resumed run may change: they decide what is measured and how fast, not what is trained.
-RESUMABLE_CHANGES = ("evaluation.", "threads", "device", "data.num_workers")
-
-
-def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            out.update(_leaves(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: data}
-
-
-def config_changes(saved: dict, current: dict) -> list[str]:
-    """``key: saved -> current`` for every key of the run configuration that differs and changes
-    training (all but :data:`RESUMABLE_CHANGES`), sorted."""
-    old, new = _leaves(saved), _leaves(current)
-    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
-    return [
-        f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-        for k in changed
-        if not k.startswith(RESUMABLE_CHANGES)
-    ]
-
-
 def check_same_run(state: dict, current: dict, path: Path) -> None:
     """Refuse, in one line naming the differing keys, a checkpoint written by another configuration."""
     saved = state.get("config")
@@ -77,9 +52,8 @@ def check_same_run(state: dict, current: dict, path: Path) -> None:
         raise CheckpointError(f"checkpoint {str(path)!r} records no run configuration; it cannot be resumed")
     changes = config_changes(saved, current)
     if changes:
-        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
         raise CheckpointError(
-            f"checkpoint {str(path)!r} was written by another configuration ({shown}); "
+            f"checkpoint {str(path)!r} was written by another configuration ({describe_changes(changes)}); "
             "train afresh with --restart, or give another --checkpoint-dir"
         )
 

@@ -139,7 +139,15 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
     _kill_driver_after_first_epoch(args, study_env, db, "paradis-quickstart")
     client, parents, children = mlflow_runs(db, "paradis-quickstart")
     assert len(parents) == 1 and parents[0].info.status == "RUNNING"  # killed: nobody closed it
-    proc = run_study([*args, "--resume"], study_env)
+    # a resume under an edited spec would train the rest otherwise than the runs record: refused
+    edits = ["--set", "training.optimizer.lr=0.05", "--set", "training.beta=0.5"]
+    edited = run_study([*args, *edits, "--resume"], study_env)
+    assert edited.returncode == 2, edited.stdout[-3000:] + edited.stderr[-3000:]
+    (line,) = edited.stderr.strip().splitlines()
+    assert line.startswith("run_study: error: the spec differs from the one study run"), line
+    assert "training.optimizer.lr: 0.2 -> 0.05" in line and "training.beta: 0.0 -> 0.5" in line, line
+    # what changes only the reporting may differ
+    proc = run_study([*args, "--set", "description=resumed", "--resume"], study_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, parents, children = mlflow_runs(db, "paradis-quickstart")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
