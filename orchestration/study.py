@@ -4,8 +4,10 @@ trials that selected one; the non-dominated trials, for a multi-objective search
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -136,8 +138,38 @@ def _last_table(result) -> str | None:
     return table
 
 
+INTERRUPTED = "INTERRUPTED"  # a trial still training when the driver was stopped
+
+
+def interrupted(results) -> bool:
+    """Whether Tune was stopped (SIGINT, SIGTERM) before every trial ended: some are neither
+    terminated nor errored."""
+    return results.num_terminated + results.num_errors < len(results)
+
+
+def _status(result, metrics: dict, stopped: bool) -> str:
+    if result.error:
+        return "ERROR"
+    if metrics.get(FAILED_KEY):
+        return "FAILED"
+    # the last report of a trial that ended says done; one still training when Tune stopped does not
+    return INTERRUPTED if stopped and not metrics.get("done") else "TERMINATED"
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint():
+    """SIGTERM (``kill``, a scheduler's stop) handled as Ctrl+C: Tune saves its state and stops the
+    trials, instead of the driver dying with a native stack dump."""
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def records_from(results, spec: StudySpec) -> list[TrialRecord]:
     records = []
+    stopped = interrupted(results)
     for result in results:
         metrics, config = result.metrics or {}, result.config or {}
         try:
@@ -145,7 +177,7 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
         except Exception:
             label = "?"
         table = _last_table(result)
-        status = "ERROR" if result.error else ("FAILED" if metrics.get(FAILED_KEY) else "TERMINATED")
+        status = _status(result, metrics, stopped)
         name = trial_name(config, str(metrics.get("trial_id", Path(result.path or "?").name)))
         error = str(result.error)[:500] if result.error else metrics.get(FAILED_KEY)
         record = TrialRecord(
@@ -220,7 +252,6 @@ def run_study(
 
     from orchestration.trainable import study_trial
 
-    storage = spec.resolved_storage_path()
     tracker = open_tracker(uri, spec.experiment_name())
     if resume:  # decided before Ray starts
         exp_dir, parent = resumable_experiment(spec, tracker)
@@ -237,26 +268,22 @@ def run_study(
         print(f"[paradis] resuming {exp_dir}")
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     else:
-        storage.mkdir(parents=True, exist_ok=True)
-        exp_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        exp_dir = storage / exp_name
-        exp_dir.mkdir(mode=0o755)
-        optuna_url = optuna_storage(spec, uri)
-        parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
-        if optuna_url:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
-            tracker.set_tags(parent, {tag_names.OPTUNA_STORAGE: optuna_url, tag_names.OPTUNA_STUDY: exp_name})
-        tuner = _tuner(spec, tracker, trainable, exp_name, optuna_url, source)
-        (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
+        tuner, exp_dir, parent = _new_tuner(spec, spec_text, source, tracker, trainable, uri)
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:
-        records = records_from(tuner.fit(), spec)
+        with sigterm_as_sigint():
+            records = records_from(tuner.fit(), spec)
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
         report_study(tracker, parent, spec, records, title)
         failed = sum(r.status != "TERMINATED" for r in records)
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
+        stopped = [r for r in records if r.status == INTERRUPTED]
+        if stopped:
+            status = "KILLED"
+            return _interrupted(tracker, parent, records, stopped, source)
     except BaseException as err:
         tracker.set_tags(parent, {tag_names.ERROR: f"{type(err).__name__}: {err}"[:5000]})
         raise
@@ -267,6 +294,38 @@ def run_study(
         f"open the MLflow UI with: mlflow ui --backend-store-uri {uri}"
     )
     return 0 if not failed else 1
+
+
+def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, trainable, uri: str):
+    """A new experiment folder, the study's tracking run and its Tuner: ``(tuner, folder, run id)``."""
+    storage = spec.resolved_storage_path()
+    storage.mkdir(parents=True, exist_ok=True)
+    exp_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp_dir = storage / exp_name
+    exp_dir.mkdir(mode=0o755)
+    optuna_url = optuna_storage(spec, uri)
+    parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
+    if optuna_url:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
+        tracker.set_tags(parent, {tag_names.OPTUNA_STORAGE: optuna_url, tag_names.OPTUNA_STUDY: exp_name})
+    tuner = _tuner(spec, tracker, trainable, exp_name, optuna_url, source)
+    (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
+    return tuner, exp_dir, parent
+
+
+def _interrupted(tracker: Tracker, parent: str, records: list[TrialRecord], stopped: list[TrialRecord], source: str):
+    """An interrupted study ends as such: its runs and the interrupted trials' runs KILLED, a line
+    saying how to resume, and exit status 130."""
+    how = f"python orchestration/run_study.py {source} --resume"
+    reason = f"interrupted before {len(stopped)} of {len(records)} trials ended; resume with: {how}"
+    tracker.set_tags(parent, {tag_names.ERROR: reason})
+    runs = {trial_id: run_id for run_id, trial_id, _ in tracker.trial_runs(parent)}
+    for r in stopped:
+        if r.trial_id in runs:
+            tracker.set_tags(runs[r.trial_id], {tag_names.ERROR: "interrupted; --resume continues it"})
+            tracker.finish(runs[r.trial_id], "KILLED")
+    done = sum(r.status == "TERMINATED" for r in records)
+    print(f"\n[paradis] study interrupted: {done} of {len(records)} trials finished; resume with: {how}")
+    return 130
 
 
 def close_lost_trials(tracker: Tracker, parent: str, known: set[str]) -> None:

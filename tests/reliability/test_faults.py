@@ -159,6 +159,48 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
         assert sorted(set(_steps(client, c))) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_driver_ends_the_study_as_interrupted_and_resumes(study_env, tmp_path, sig):
+    """Ctrl+C or ``kill``: the study run ends KILLED (never FINISHED with a trial still training), the
+    exit status is 130 with a line saying how to resume, and the resume finishes the study."""
+    db = tmp_path / "home" / "mlflow.db"
+    args = ["studies/quickstart.yaml", "--smoke", "--set", "training.epochs=4"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
+        env=study_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not _reported(db.parent, 1):
+            time.sleep(1)
+        os.kill(proc.pid, sig)  # the driver alone, as a scheduler's stop or Ctrl+C on its own process
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out[-4000:]
+    assert "study interrupted:" in out and "--resume" in out, out[-4000:]
+    assert "Fatal Python error" not in out and "Traceback" not in out, out[-4000:]
+    _, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    assert "resume with:" in parents[0].data.tags["paradis.error"]
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    assert [c for c in children if c.info.status == "KILLED"]  # a trial was still training
+    resumed = run_study([*args, "--resume"], study_env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    client, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(c.data.params["search.variant"] for c in finished) == ["ipkd", "wide-ipkd", "wide-ipkd-a"]
+    for c in finished:
+        assert sorted(set(_steps(client, c))) == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("study", ["search", "search_multiobjective"])  # TPE; NSGA-II
 def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(study_env, tmp_path, study):
     db = tmp_path / "home" / "mlflow.db"
