@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from orchestration.report.claims import CLAIMS
 from orchestration.report.curves import convergence_line
@@ -89,6 +90,8 @@ def study_section(result: StudyResult) -> list[str]:
         f"wall time {_wall(result.wall_s)}.",
         "",
     ]
+    if result.configuration:
+        lines += [scale_line(result.configuration), ""]
     if result.convergence:
         worst = max(
             (c for c in result.convergence if c.get("worst")),
@@ -101,10 +104,23 @@ def study_section(result: StudyResult) -> list[str]:
     return lines
 
 
+def scale_line(configuration: dict[str, Any]) -> str:
+    """The scale a study ran at, from its resolved spec: model, data, epochs and optimizer."""
+    data, training = configuration.get("data") or {}, configuration.get("training") or {}
+    optimizer = training.get("optimizer") or {}
+    images = f"{data['train_subset']:,}" if data.get("train_subset") else "all"
+    tested = f"{data['test_subset']:,} test images" if data.get("test_subset") else "the full test set"
+    return (
+        f"Scale: {(configuration.get('model') or {}).get('name')} on {images} {data.get('name')} training "
+        f"images, {training.get('epochs')} epochs, batch {training.get('batch_size')}, learning rate "
+        f"{optimizer.get('lr')} ({(training.get('schedule') or {}).get('kind')}), weight decay "
+        f"{optimizer.get('weight_decay')} on {optimizer.get('decay', 'all')} parameters; {tested}."
+    )
+
+
 SCALE_TEXT = {
-    "reduced": "Each claim of the paper is checked at this project's reduced scale (MobileNet v1 small and "
-    "ResNet small on 5,000 Fashion-MNIST images for 8 epochs, the full test set, on CPU; why this scale: "
-    "docs/SCALE.md),",
+    "reduced": "Each claim of the paper is checked at this project's reduced scale (on CPU; each study's "
+    "section gives its scale, docs/SCALE.md why),",
     "paper": "Each claim of the paper is checked at the paper's scale (the studies of `studies/paper/`),",
 }
 METHOD_TEXT = """from the newest finished run of each study. A check is a statement about the difference of two
