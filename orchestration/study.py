@@ -19,7 +19,7 @@ from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune
 from orchestration.spec import StudySpec
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
-from orchestration.trials import run_config_for, trial_name, trials
+from orchestration.trials import run_config_for, trial_count, trial_name, trials
 from paradis.config.changes import RUN_RESUMABLE, config_changes, describe_changes
 from paradis.engine.metrics import measure_key
 from paradis.methods import describe_method, make_planner
@@ -138,22 +138,33 @@ def _last_table(result) -> str | None:
     return table
 
 
-INTERRUPTED = "INTERRUPTED"  # a trial still training when the driver was stopped
+INTERRUPTED = "INTERRUPTED"  # a trial stopped short, or never started, when the driver was stopped
 
 
-def interrupted(results) -> bool:
-    """Whether Tune was stopped (SIGINT, SIGTERM) before every trial ended: some are neither
-    terminated nor errored."""
-    return results.num_terminated + results.num_errors < len(results)
+def _short(spec: StudySpec, config: dict, metrics: dict) -> bool:
+    """Whether a trial ended before its last epoch for no reason of its own: without a scheduler that
+    stops trials early, an ended trial reports its last epoch."""
+    if spec.scheduler.kind != "none":
+        return False
+    epochs = run_config_for(spec, config).training.epochs
+    return int(metrics.get("epoch", 0) or 0) < epochs
 
 
-def _status(result, metrics: dict, stopped: bool) -> str:
+def interrupted(results, spec: StudySpec) -> bool:
+    """Whether Tune was stopped (SIGINT, SIGTERM) before the study ended: trials it never created, or
+    trials that ended short of their epochs (Tune marks the trials it stops as terminated)."""
+    if len(results) < trial_count(spec):
+        return True
+    return any(not r.error and _short(spec, r.config or {}, r.metrics or {}) for r in results)
+
+
+def _status(result, metrics: dict, spec: StudySpec, stopped: bool) -> str:
     if result.error:
         return "ERROR"
     if metrics.get(FAILED_KEY):
         return "FAILED"
-    # the last report of a trial that ended says done; one still training when Tune stopped does not
-    return INTERRUPTED if stopped and not metrics.get("done") else "TERMINATED"
+    short = _short(spec, result.config or {}, metrics) if spec.scheduler.kind == "none" else not metrics.get("done")
+    return INTERRUPTED if stopped and short else "TERMINATED"
 
 
 @contextlib.contextmanager
@@ -169,7 +180,7 @@ def sigterm_as_sigint():
 
 def records_from(results, spec: StudySpec) -> list[TrialRecord]:
     records = []
-    stopped = interrupted(results)
+    stopped = interrupted(results, spec)
     for result in results:
         metrics, config = result.metrics or {}, result.config or {}
         try:
@@ -177,7 +188,7 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
         except Exception:
             label = "?"
         table = _last_table(result)
-        status = _status(result, metrics, stopped)
+        status = _status(result, metrics, spec, stopped)
         name = trial_name(config, str(metrics.get("trial_id", Path(result.path or "?").name)))
         error = str(result.error)[:500] if result.error else metrics.get(FAILED_KEY)
         record = TrialRecord(
@@ -281,9 +292,9 @@ def run_study(
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
         stopped = [r for r in records if r.status == INTERRUPTED]
-        if stopped:
+        if stopped or len(records) < trial_count(spec):
             status = "KILLED"
-            return _interrupted(tracker, parent, records, stopped, source)
+            return _interrupted(tracker, parent, spec, records, stopped, source)
     except BaseException as err:
         tracker.set_tags(parent, {tag_names.ERROR: f"{type(err).__name__}: {err}"[:5000]})
         raise
@@ -312,19 +323,20 @@ def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, t
     return tuner, exp_dir, parent
 
 
-def _interrupted(tracker: Tracker, parent: str, records: list[TrialRecord], stopped: list[TrialRecord], source: str):
-    """An interrupted study ends as such: its runs and the interrupted trials' runs KILLED, a line
-    saying how to resume, and exit status 130."""
+def _interrupted(tracker: Tracker, parent: str, spec: StudySpec, records, stopped, source: str) -> int:
+    """An interrupted study ends as such: its run and the interrupted trials' runs KILLED, a line saying
+    how to resume, and exit status 130."""
     how = f"python orchestration/run_study.py {source} --resume"
-    reason = f"interrupted before {len(stopped)} of {len(records)} trials ended; resume with: {how}"
-    tracker.set_tags(parent, {tag_names.ERROR: reason})
+    done, total = sum(r.status == "TERMINATED" for r in records), trial_count(spec)
+    tracker.set_tags(
+        parent, {tag_names.ERROR: f"interrupted with {done} of {total} trials finished; resume with: {how}"}
+    )
     runs = {trial_id: run_id for run_id, trial_id, _ in tracker.trial_runs(parent)}
     for r in stopped:
         if r.trial_id in runs:
             tracker.set_tags(runs[r.trial_id], {tag_names.ERROR: "interrupted; --resume continues it"})
             tracker.finish(runs[r.trial_id], "KILLED")
-    done = sum(r.status == "TERMINATED" for r in records)
-    print(f"\n[paradis] study interrupted: {done} of {len(records)} trials finished; resume with: {how}")
+    print(f"\n[paradis] study interrupted: {done} of {total} trials finished; resume with: {how}")
     return 130
 
 

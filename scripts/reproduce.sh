@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the studies the paper's claims read (ablation, baselines, scaling_8_switches, for_free) with 3
-# seeds on the full Fashion-MNIST test set, then write docs/RESULTS.md from their runs (about 2 hours on
+# seeds on the full Fashion-MNIST test set, then write docs/RESULTS.md from their runs (about 5 hours on
 # 2 CPU cores; each study's time is in the report); a study interrupted resumes with
 # `run_study.py studies/NAME.yaml --resume`.
 #   bash scripts/reproduce.sh                      # the claims' studies, store in $PARADIS_HOME/mlflow.db

@@ -27,6 +27,8 @@ def artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def make_client(uri: str):
+    # artifact downloads draw a progress bar on stderr, which would break a CLI's one-line refusal
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
     if uri.startswith("sqlite:///"):

@@ -144,7 +144,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
     edited = run_study([*args, *edits, "--resume"], study_env)
     assert edited.returncode == 2, edited.stdout[-3000:] + edited.stderr[-3000:]
     (line,) = edited.stderr.strip().splitlines()
-    assert line.startswith("run_study: error: the spec differs from the one study run"), line
+    assert line.startswith("run_study: error: the spec differs from the one study run"), edited.stderr[-3000:]
     assert "training.optimizer.lr: 0.2 -> 0.05" in line and "training.beta: 0.0 -> 0.5" in line, line
     # what changes only the reporting may differ
     proc = run_study([*args, "--set", "description=resumed", "--resume"], study_env)
