@@ -287,6 +287,32 @@ class StudySpec(RunConfig):
             raise ValueError("repeats: an Optuna trial trains its seeds in one process (workers_per_trial: 1)")
         return self
 
+    @model_validator(mode="after")
+    def _seeds_counted_once(self) -> StudySpec:
+        """Seeds that pair: each trained as long as the others, each once, under one name."""
+        if self.compare is not None and self.repeats < 2:
+            raise ValueError(f"compare: {self.compare!r} pairs seeds; it needs repeats of 2 or more (repeats 1)")
+        if self.repeats < 2:
+            return self
+        if self.scheduler.kind == "asha" and self.search.kind == "grid":
+            raise ValueError(
+                "repeats: ASHA would stop a grid configuration's seeds at different epochs, and they would be "
+                "averaged as if trained alike; use scheduler.kind none with repeats"
+            )
+        if self.search.kind == "grid" and self.search.samples > 1:
+            raise ValueError(
+                f"repeats: {self.repeats} with search.samples {self.search.samples} would count "
+                f"{self.repeats * self.search.samples} seeds as {self.repeats}; give the seeds as repeats alone"
+            )
+        searched = [f"search.space.{k}" for k in self.search.space if k == "training.seed"]
+        searched += [f"search.variants.{v}" for v, keys in self.search.variants.items() if "training.seed" in keys]
+        if searched:
+            raise ValueError(
+                f"repeats: {searched[0]} sets training.seed, which repeats set (seed + repeat index): the same "
+                "seed would train twice under two names"
+            )
+        return self
+
     # --- derived ---------------------------------------------------------------------------------
     @property
     def data_dict(self) -> dict:

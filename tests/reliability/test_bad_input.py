@@ -48,6 +48,22 @@ CORPUS = {
         "cifar10 folder '/nonexistent/cifar' lacks cifar-10-batches-py/",
     ),
     "duplicate-key": (HEAD + "training: {epochs: 1}\ntraining: {epochs: 2}\n", "duplicate key 'training'"),
+    "compare-one-seed": (
+        HEAD + "search: {variants: {a: {training.beta: 0.0}, b: {training.beta: 0.1}}}\ncompare: a\n",
+        "compare: 'a' pairs seeds; it needs repeats of 2 or more",
+    ),
+    "repeats-with-asha": (
+        HEAD + "repeats: 3\nscheduler: {kind: asha}\n",
+        "repeats: ASHA would stop a grid configuration's seeds at different epochs",
+    ),
+    "repeats-with-samples": (
+        HEAD + "repeats: 2\nsearch: {samples: 2}\n",
+        "repeats: 2 with search.samples 2 would count 4 seeds as 2",
+    ),
+    "repeats-with-searched-seed": (
+        HEAD + "repeats: 2\nsearch: {space: {training.seed: {grid: [0, 1]}}}\n",
+        "repeats: search.space.training.seed sets training.seed, which repeats set",
+    ),
     "python-object-tag": ("name: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
     "empty-file": ("", "the file is empty"),
     "not-a-mapping": ("- name: x\n", "expected a mapping of settings at the top, got list"),
