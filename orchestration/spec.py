@@ -38,9 +38,24 @@ def paradis_home() -> Path:
     return Path(os.environ.get("PARADIS_HOME") or Path.home() / "paradis").expanduser().resolve()
 
 
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+
+def check_experiment_name(v: str, where: str = "tracking.experiment") -> str:
+    """An MLflow experiment name that is no path: MLflow's stores derive folders from it."""
+    if not EXPERIMENT_NAME.fullmatch(v) or ".." in v:
+        raise ValueError(f"{where} {v[:200]!r} may hold letters, digits, '_', '.' and '-' only (no path, no '..')")
+    return v
+
+
 class TrackingSpec(Strict):
     experiment: str | None = Field(None, description="MLflow experiment; default: the study name")
     uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite")
+
+    @field_validator("experiment")
+    @classmethod
+    def _no_path(cls, v: str | None) -> str | None:
+        return v if v is None else check_experiment_name(v, "experiment")
 
 
 class ParamSpec(Strict):

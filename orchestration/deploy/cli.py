@@ -151,7 +151,9 @@ def add_register(sub) -> None:
     r.add_argument("--name", required=True, type=name_arg, help="the registered model's name")
     r.add_argument("--alias", type=alias_arg, help="point this alias at the new version (e.g. prod)")
     r.add_argument("--new-run", action="store_true", help="log the export to a new run, not to --run-id's")
-    r.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="of a new run (default paradis-deploy)")
+    r.add_argument(
+        "--experiment", default=DEFAULT_EXPERIMENT, type=_experiment, help="of a new run (default paradis-deploy)"
+    )
     r.add_argument("--no-programs", action="store_true", help="no device*.pt2 (trusted-only) in the version")
     r.add_argument("--format", action="append", choices=FORMATS, help="also device*.onnx / device*.pte")
     r.add_argument("--quantize", choices=QUANTIZATIONS, help="int8: also device*.int8.onnx")
@@ -165,6 +167,15 @@ def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check an export folder: its manifest and every file's SHA-256")
     v.add_argument("folder", help="the export folder (manifest.json and the files it names)")
     v.set_defaults(fn=verify_command)
+
+
+def _experiment(value: str) -> str:
+    from orchestration.spec import check_experiment_name
+
+    try:
+        return check_experiment_name(value, "--experiment")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

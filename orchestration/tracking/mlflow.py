@@ -322,6 +322,10 @@ class MlflowTracker:
             version = self.client.get_model_version(name, number)
         tags = dict(version.tags or {})
         path = tags.get(tag_names.ARTIFACT_PATH)
+        if path and (path.startswith(("/", "\\")) or ".." in Path(path).parts or ":" in path):
+            raise TrackingError(
+                f"tag {tag_names.ARTIFACT_PATH} {path[:100]!r} leaves its run's artifacts; refused, nothing downloaded"
+            )
         if version.run_id and path:
             local = self.client.download_artifacts(version.run_id, path, dest)
         else:

@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,15 @@ class Timing(Strict):
     min_s: number(0.0) | None = None
     max_s: number(0.0) | None = None
     repeats: count(1) | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Timing:
+        order = [("min_s", self.min_s), ("p50_s", self.p50_s), ("p95_s", self.p95_s), ("max_s", self.max_s)]
+        known = [(k, v) for k, v in order if v is not None]
+        for (k1, v1), (k2, v2) in pairwise(known):
+            if v1 > v2:
+                raise ValueError(f"{k1} {v1:g} is above {k2} {v2:g}")
+        return self
 
 
 class Part(Strict):

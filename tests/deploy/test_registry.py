@@ -147,6 +147,31 @@ def test_a_tampered_version_is_refused(registered, tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_version_whose_artifact_path_leaves_its_run_is_refused_before_downloading(registered, tmp_path, capsys):
+    client = registered["client"]
+    v1 = client.get_model_version("paradis-small", "1")
+    kept = v1.tags["paradis.artifact_path"]
+    client.set_model_version_tag("paradis-small", "1", "paradis.artifact_path", "../../..")
+    try:
+        assert (
+            deploy(registered, "export", "--model-uri", "models:/paradis-small/1", "--output", str(tmp_path / "o")) == 2
+        )
+        err = capsys.readouterr().err
+        assert "leaves its run's artifacts; refused, nothing downloaded" in err
+        assert not (tmp_path / "o").exists()
+    finally:
+        client.set_model_version_tag("paradis-small", "1", "paradis.artifact_path", kept)
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../up", "a/b"])
+def test_register_refuses_an_experiment_name_that_is_a_path(registered, name, capsys):
+    try:
+        code = deploy(registered, "register", "--experiment", name, "--name", "x", "--run-id", registered["run"])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2 and "may hold letters, digits" in capsys.readouterr().err
+
+
 def test_serve_bench_from_a_model_uri(registered, ray_tmpdir, capsys):
     """Each actor receives its checked device file of the version; the pool equals the in-process fusion."""
     ray = pytest.importorskip("ray")

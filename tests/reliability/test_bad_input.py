@@ -48,6 +48,8 @@ CORPUS = {
         "cifar10 folder '/nonexistent/cifar' lacks cifar-10-batches-py/",
     ),
     "duplicate-key": (HEAD + "training: {epochs: 1}\ntraining: {epochs: 2}\n", "duplicate key 'training'"),
+    "experiment-as-path": (HEAD + "tracking: {experiment: /tmp/elsewhere}\n", "may hold letters, digits"),
+    "experiment-with-dots": (HEAD + "tracking: {experiment: ../up}\n", "no path, no '..'"),
     "compare-one-seed": (
         HEAD + "search: {variants: {a: {training.beta: 0.0}, b: {training.beta: 0.1}}}\ncompare: a\n",
         "compare: 'a' pairs seeds; it needs repeats of 2 or more",

@@ -64,8 +64,8 @@ def world(tmp_path_factory) -> Path:
     return w
 
 
-def _latency(device: str, batch: int = 8) -> dict:
-    part = {"index": 0, "width": 1.0, "torch": {"p50_s": 0.001, "p95_s": 0.002}}
+def _latency(device: str, batch: int = 8, p50: float = 0.001) -> dict:
+    part = {"index": 0, "width": 1.0, "torch": {"p50_s": p50, "p95_s": 0.002}}
     row = {"switch": "[1.0]", "accuracy": 0.9, "device_macs": [1000], "device_params": [10], "parts": [part]}
     return {"format": FORMAT, "version": 1, "device": device, "batch": batch, "runtimes": ["torch"], "switches": [row]}
 
@@ -76,6 +76,7 @@ def _latency_tables(w: Path) -> None:
         "lat-batch": {"a": _latency("a", 8), "b": _latency("b", 64)},
         "lat-dup": {"a": _latency("a"), "a-again": _latency("a")},
         "lat-bad": {"a": {**_latency("a"), "format": "csv"}},
+        "lat-p50-above-p95": {"a": _latency("a", p50=0.003)},
         "prof-out": {"a": _latency("a")},
     }.items():
         (w / folder).mkdir()
@@ -324,6 +325,10 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     "plan-latency-missing": (["plan", "--budget-ms", "5", "--latency-table", "{w}/nothing.json"], "does not exist"),
     "plan-latency-empty-folder": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-empty"], "holds no .json"),
     "plan-latency-bad-format": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-bad"], "is not a paradis-"),
+    "plan-latency-p50-above-p95": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-p50-above-p95"],
+        "p50_s 0.003 is above p95_s 0.002",
+    ),
     "plan-latency-batches": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-batch"], "different batch"),
     "plan-latency-duplicate": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-dup"], "two latency tables"),
     "plan-latency-not-json": (["plan", "--budget-ms", "5", "--latency-table", "{w}/table-not-json.json"], "JSON"),
