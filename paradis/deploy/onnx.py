@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from paradis.data import holdout, load_dataset, make_loader, subset, without_augmentation
+from paradis.deploy.files import ExportError
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "partial"
@@ -207,6 +208,42 @@ def write_artifacts(
 
 
 # --- running the artifacts -------------------------------------------------------------------------
+def _tensors(graph) -> Iterable:
+    """Every tensor an ONNX graph holds: initializers, sparse ones, node attributes, subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def refuse_external_data(data: bytes, where: str) -> None:
+    """An ONNX model may name external files for its tensors, which ONNX Runtime would read from
+    wherever it resolves them (the working directory, for a model given as bytes): a file we did not
+    write must carry every tensor inside itself."""
+    import onnx
+
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception as err:  # protobuf raises DecodeError and others
+        raise ExportError(f"{where} is not an ONNX model ({type(err).__name__})") from None
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            names = {e.key: e.value for e in tensor.external_data}
+            raise ExportError(
+                f"{where}: tensor {tensor.name[:80]!r} names external data {names.get('location', '?')[:80]!r}; "
+                "refused (an exported file carries its tensors inside itself)"
+            )
+
+
 def onnx_runner(source: str | os.PathLike | bytes, threads: int | None = None) -> Runner:
     """A function from a batch to the partial output of an ONNX file (a path, or its verified bytes),
     on ONNX Runtime's CPU provider."""
@@ -216,7 +253,9 @@ def onnx_runner(source: str | os.PathLike | bytes, threads: int | None = None) -
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    model = source if isinstance(source, bytes) else str(source)
+    model = source if isinstance(source, bytes) else Path(source).read_bytes()
+    refuse_external_data(model, "ONNX file" if isinstance(source, bytes) else f"ONNX file {str(source)!r}")
+    # from bytes: ONNX Runtime then has no folder to resolve anything against
     session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor) -> torch.Tensor:

@@ -199,3 +199,37 @@ def test_importing_paradis_deploy_loads_no_edge_runtime():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
+
+
+def test_an_onnx_file_naming_external_data_is_refused(onnx_export, tmp_path, monkeypatch):
+    """An exported file whose tensors point to files outside it (ONNX external data): with a matching
+    manifest, ONNX Runtime would read them from the working directory; the loader refuses it first."""
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    from paradis.deploy import ExportError
+    from paradis.deploy.load import load_artifact
+    from paradis.deploy.onnx import onnx_runner
+
+    src, _ = onnx_export
+    folder = tmp_path / "export"
+    shutil.copytree(src, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    name = next(n for n in manifest["files"] if n.endswith(".onnx") and "int8" not in n)
+    model = onnx.load_model_from_string((folder / name).read_bytes())
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    data = model.SerializeToString()
+    (folder / name).write_bytes(data)
+    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.chdir(tmp_path)  # where ONNX Runtime would look for weights.bin
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 64)
+    index = next(d["index"] for d in manifest["devices"] if name in d.get("artifacts", {}).values())
+    with pytest.raises(ExportError, match=r"names external data 'weights\.bin'; refused"):
+        load_artifact(folder, index, "onnx")
+    with pytest.raises(ExportError, match="names external data"):
+        onnx_runner(folder / name)
