@@ -207,8 +207,9 @@ def test_a_planted_experiment_folder_is_never_restored(tmp_path):
         tracker = open_tracker(uri, spec.experiment_name())
         own = storage / "quickstart-20261201-000000"
         own.mkdir()
+        resolved = {"spec/resolved.json": json.dumps(spec.model_dump(mode="json"))}  # as the runner logs it
         run_id = tracker.start_study(
-            "quickstart", {"paradis.study": "quickstart", "paradis.experiment_dir": str(own)}, {}
+            "quickstart", {"paradis.study": "quickstart", "paradis.experiment_dir": str(own)}, resolved
         )
         (own / "tuner.pkl").write_bytes(b"not restored in this test")
         (own / "paradis_study.json").write_text(json.dumps({"parent_run_id": run_id}))
