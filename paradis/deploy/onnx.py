@@ -36,7 +36,7 @@ ARTIFACT_NAMES = {"onnx": "device{i}.onnx", "onnx-int8": "device{i}.int8.onnx", 
 QUANTIZATION_INFO = {
     "tool": "onnxruntime.quantization.quantize_static",
     "format": "QDQ",
-    "weights": "int8, symmetric, per output channel",
+    "weights": "int8 with a 7-bit range (reduce_range), symmetric, per output channel",
     "activations": "uint8, per tensor",
     "calibrate_method": "MinMax",
 }
@@ -166,6 +166,10 @@ def _quantize(model_path: Path, out_path: str | os.PathLike, reader: Any) -> Non
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        # 7-bit weights: an x86 CPU without VNNI (AVX2 only) multiplies u8 x s8 with VPMADDUBSW, whose
+        # 16-bit pairwise sums saturate with full-range weights; ONNX Runtime's documented remedy. On such a
+        # CPU (AMD EPYC, AVX2) the int8 files' mean output error was 18 % of the fp32 output, 5-10 % with it
+        reduce_range=True,
     )
 
 

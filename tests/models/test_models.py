@@ -113,7 +113,9 @@ def test_extraction_equals_the_fused_switch(name):
         with torch.no_grad():
             want = model(x, switch)
             got = extracted.fusion(partials)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # the extracted convolutions sum in another order than the range ones: over ResNet-50's 50 layers
+        # that is up to 2e-5 on an AVX2 CPU; a wrong slice or BN would differ by orders of magnitude more
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
         # plain torch modules only: no range layer survives extraction
         assert not any(isinstance(m, (RangeConv2d, RangeLinear, SwitchableBatchNorm2d)) for m in extracted.modules())
 
