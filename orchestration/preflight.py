@@ -1,8 +1,9 @@
 """Every check of a study before Ray starts: its trials (each one's run configuration validates, the
 searched keys exist, a named switch set is defined: :func:`check_study`, which :func:`load_study` runs
 on every study file it reads), the resources a trial asks for, the storage path, every trial's
-switches in its model, and that Tune can save an Optuna searcher. Each refusal is one
-:class:`~paradis.config.ConfigError` naming the file (``source``) and the key path."""
+switches in its model, that Tune can save an Optuna searcher and that the search's Optuna storage
+opens. Each refusal is one :class:`~paradis.config.ConfigError` naming the file (``source``) and the key
+path."""
 
 from __future__ import annotations
 
@@ -129,16 +130,65 @@ def check_search(spec, source: str) -> None:
     Ray started."""
     if spec.search.kind != "optuna":
         return
+    import optuna
+
     from orchestration.samplers import picklable_check
     from orchestration.search import SEARCHES
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
     _, searcher = SEARCHES["optuna"].setup(spec)
     problem = picklable_check(searcher)
     if problem:
         raise ConfigError(f"{source}: search: {problem}")
 
 
+def check_optuna_storage(spec, source: str, tracking_uri: str) -> str | None:
+    """The Optuna storage of an Optuna search (``search.storage``, ``PARADIS_OPTUNA_STORAGE`` or the
+    default beside an sqlite MLflow store) opens, and is not the MLflow store's own database (Optuna would
+    add its tables there); its URL, ``None`` for a grid search. Opening it creates Optuna's tables in a new
+    database, as the first recorded trial would; a URL that cannot work is refused here, not after the
+    trials trained."""
+    from orchestration.search import optuna_storage
+    from paradis.util import first_line
+
+    url = optuna_storage(spec, tracking_uri)
+    if url is None:
+        return None
+    where = "search.storage" if spec.search.storage else "PARADIS_OPTUNA_STORAGE"
+    if not (spec.search.storage or os.environ.get("PARADIS_OPTUNA_STORAGE")):
+        where = "the Optuna storage (beside the MLflow store)"
+    if url.startswith("sqlite:") and not url.startswith("sqlite:////"):
+        raise ConfigError(
+            f"{source}: {where}: {url!r} is not an sqlite file at an absolute path "
+            "(a relative one follows the working directory); give sqlite:////absolute/path/optuna.db"
+        )
+    if _database_of(url) == _database_of(tracking_uri):
+        raise ConfigError(
+            f"{source}: {where}: {url!r} is the MLflow tracking store's database ({tracking_uri}); "
+            "give Optuna a database of its own"
+        )
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as err:  # any driver's error: a bad scheme, no server, no such folder, no rights
+        raise ConfigError(f"{source}: {where}: {url!r} cannot be opened: {first_line(err, 200)}") from None
+    return url
+
+
+def _database_of(url: str) -> tuple[str, ...]:
+    """What names a database in an RDB URL, whatever the driver and credentials: the scheme without its
+    driver, host, port and database (an sqlite file by its resolved path)."""
+    from urllib.parse import urlsplit
+
+    if url.startswith("sqlite:///"):
+        return ("sqlite", str(Path(url[len("sqlite:///") :].split("?")[0]).resolve()))
+    parts = urlsplit(url)
+    return (parts.scheme.split("+")[0], (parts.hostname or "").lower(), str(parts.port or ""), parts.path.strip("/"))
+
+
 __all__ = [
+    "check_optuna_storage",
     "check_resources",
     "check_search",
     "check_storage",

@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preflight(spec, source: str, resume: bool = False) -> str:
-    """Check the storage path, the data set, every trial's switches in its model, the searcher and the
-    tracking store before anything starts; the tracking URI."""
+    """Check the storage path, the data set, every trial's switches in its model, the searcher, the
+    tracking store and the search's Optuna storage before anything starts; the tracking URI."""
     import logging
 
-    from orchestration.preflight import check_search, check_storage, check_switches
+    from orchestration.preflight import check_optuna_storage, check_search, check_storage, check_switches
     from orchestration.study import NothingToResume
     from orchestration.tracking import check_tracking, resolve_tracking_uri
 
@@ -106,6 +106,7 @@ def _preflight(spec, source: str, resume: bool = False) -> str:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     check_tracking(uri)
+    check_optuna_storage(spec, source, uri)  # after check_tracking, which makes the sqlite store's folder
     return uri
 
 

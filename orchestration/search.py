@@ -5,12 +5,14 @@ here and its registration, as Ray Tune adds a searcher without touching the Tune
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from orchestration.trials import grid_axes, trial_name
 from paradis.registry import Registry
+from paradis.util import first_line
 
 
 class OptunaSpace:
@@ -128,11 +130,23 @@ def optuna_recorder(spec, storage: str, study_name: str):
                 )
             )
 
+        def _record_or_warn(self, trial, failed: bool) -> None:
+            # the Optuna copy is for browsing: a storage that fails mid-study (gone, full, locked) must not
+            # raise into Tune, which would end the study and throw away its trained trials
+            try:
+                self._record(trial, failed)
+            except Exception as err:
+                print(
+                    f"[paradis] warning: trial {trial.trial_id} not recorded in the Optuna study {study_name}: "
+                    f"{first_line(err, 200)} (the study goes on; MLflow keeps every trial)",
+                    file=sys.stderr,
+                )
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._record(trial, failed=False)
+            self._record_or_warn(trial, failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(trial, failed=True)
+            self._record_or_warn(trial, failed=True)
 
     return OptunaRecorder()
 

@@ -143,6 +143,66 @@ def test_the_runner_refuses_before_ray_starts(tmp_path, extra, needle):
     assert not (tmp_path / "ray").exists() and seconds < 15
 
 
+OPTUNA = "search: {kind: optuna, samples: 1, space: {training.beta: {uniform: [0.0, 1.0]}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("storage", "needle"),
+    [
+        ("bogus://nowhere", "'bogus://nowhere' cannot be opened: Can't load plugin: sqlalchemy.dialects:bogus"),
+        ("sqlite:////nonexistent/folder/optuna.db", "cannot be opened: (sqlite3.OperationalError) unable to open"),
+        ("postgresql://u@127.0.0.1:9/db", "cannot be opened: (psycopg.OperationalError) connection failed"),
+        ("sqlite:///optuna.db", "not an sqlite file at an absolute path"),
+        ("MLFLOW", "is the MLflow tracking store's database"),
+        ("MLFLOW?timeout=5", "is the MLflow tracking store's database"),
+    ],
+)
+def test_an_optuna_storage_that_cannot_work_is_refused_before_ray(tmp_path, storage, needle):
+    """A search's Optuna storage is opened before Ray starts: a bad one is one line, not a FAILED study
+    after its trials trained; the MLflow store's own database is refused before Optuna adds its tables."""
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    storage = storage.replace("MLFLOW", f"sqlite:///{db}")
+    path = tmp_path / "study.yaml"
+    path.write_text(HEAD + OPTUNA.replace("samples: 1", f"samples: 1, storage: '{storage}'"))
+    path.write_text(path.read_text() + f"tracking: {{uri: 'sqlite:///{db}'}}\n")
+    proc, seconds = _cli([str(ROOT / "orchestration/run_study.py"), str(path), "--smoke"], tmp_path)
+    line = _one_line(proc, "run_study")
+    assert f"search.storage: '{storage}'" in line and needle in line, line
+    assert not (tmp_path / "ray").exists() and seconds < 30
+    if db.exists():  # MLflow's store, untouched by Optuna
+        tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+        assert "experiments" in tables and "studies" not in tables and "trials" not in tables
+
+
+def test_a_failing_optuna_recorder_keeps_the_study_going(capsys, tmp_path):
+    """The Optuna copy of a search is for browsing: a storage that fails mid-study warns and never raises
+    into Tune (which would end the study and lose its trained trials)."""
+    from types import SimpleNamespace
+
+    from orchestration.search import optuna_recorder
+
+    path = tmp_path / "study.yaml"
+    path.write_text(HEAD + OPTUNA)
+    spec = load_study(path)
+    db = tmp_path / "optuna.db"
+    recorder = optuna_recorder(spec, f"sqlite:///{db}", "s")
+    trial = SimpleNamespace(trial_id="t1", last_result={"acc/target": 0.5}, config={"training.beta": 0.3})
+    recorder.on_trial_complete(0, [], trial)
+    import optuna
+
+    recorded = optuna.load_study(study_name="s", storage=f"sqlite:///{db}").get_trials()
+    assert [(t.user_attrs["tune_trial_id"], t.values) for t in recorded] == [("t1", [0.5])]
+    db.write_bytes(b"no longer a database " * 100)
+    recorder.on_trial_complete(1, [], SimpleNamespace(**{**vars(trial), "trial_id": "t2"}))
+    recorder.on_trial_error(2, [], SimpleNamespace(**{**vars(trial), "trial_id": "t3"}))
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if line.startswith("[paradis]"))
+    assert "warning: trial t2 not recorded in the Optuna study s: " in err, err
+    assert "warning: trial t3 not recorded in the Optuna study s: " in err, err
+    assert "file is not a database" in err and len(err.strip().splitlines()) == 2, err
+
+
 def test_non_utf8_spec_is_one_line(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(HEAD.encode() + "description: caf\xe9\n".encode("latin-1"))
