@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Ray nodes: the MLflow writer account's password from its secret file (never the admin's, never from the
-# image), a Ray token that only this user can read (0600), the dashboard on loopback unless told otherwise;
-# then the command.
+# Ray nodes: the MLflow writer account's password from its secret file into ~/.mlflow/credentials (never
+# the admin's, never from the image, never in the environment), a Ray token that only this user can read
+# (0600), the dashboard on loopback unless told otherwise; then the command.
 set -euo pipefail
 secrets=${SECRETS_DIR:-/run/secrets}
 
 # MLflow: the writer account, a non-admin user that may create experiments and owns (MANAGE) the ones it
-# creates; MLFLOW_TRACKING_USERNAME names it. The admin account stays on the MLflow host.
+# creates; MLFLOW_TRACKING_USERNAME names it. The admin account stays on the MLflow host. Its password goes
+# to ~/.mlflow/credentials (0600), which MLflow's client reads where MLFLOW_TRACKING_PASSWORD is unset: not
+# in the environment, which every Ray process (raylets, workers, job drivers) would inherit and show in
+# /proc/PID/environ.
+ini_value() { printf '%s' "${1//%/%%}"; }   # configparser: a literal % is %%
 if [[ -f $secrets/mlflow_writer_password ]]; then
-    MLFLOW_TRACKING_PASSWORD="$(tr -d '\n' < "$secrets/mlflow_writer_password")"
-    export MLFLOW_TRACKING_PASSWORD
+    creds="${HOME:?HOME is not set}/.mlflow/credentials"
+    mkdir -p "$(dirname "$creds")" && chmod 700 "$(dirname "$creds")"
+    (
+        umask 077
+        printf '[mlflow]\nmlflow_tracking_username = %s\nmlflow_tracking_password = %s\n' \
+            "$(ini_value "${MLFLOW_TRACKING_USERNAME:-paradis-writer}")" \
+            "$(ini_value "$(tr -d '\n' < "$secrets/mlflow_writer_password")")" > "$creds.tmp"
+        mv -f "$creds.tmp" "$creds"
+    )
+fi
+if [[ -n ${MLFLOW_TRACKING_PASSWORD:-} ]]; then
+    echo "entrypoint: warning: MLFLOW_TRACKING_PASSWORD is set: every Ray process inherits it;" \
+        "mount mlflow_writer_password instead" >&2
 fi
 if [[ -e $secrets/mlflow_password ]]; then
     echo "entrypoint: warning: the MLflow admin password ($secrets/mlflow_password) is mounted on a Ray node;" \

@@ -4,6 +4,8 @@
 # folder (0700), never on a command line (`ps` shows those to every user) nor in the environment:
 #   - PostgreSQL's password in a pgpass file (PGPASSFILE, read by libpq); the store URI holds none;
 #   - the admin's password in the auth config file (read only when the user store has no admin yet);
+#   - no user sees an experiment or model it was not granted (default_permission NO_PERMISSIONS): a creator
+#     manages what it creates, an admin grants the rest;
 #   - the writer account of the Ray nodes (MLFLOW_WRITER_USERNAME, a non-admin user) is created, or its
 #     password reset, from secrets/mlflow_writer_password before the server starts.
 set -euo pipefail
@@ -35,7 +37,7 @@ admin_password="$(read_secret "$secrets/mlflow_password")"
     umask 077
     cat > "$private/basic_auth.ini" <<INI
 [mlflow]
-default_permission = READ
+default_permission = NO_PERMISSIONS
 database_uri = $(ini_value "$backend")
 admin_username = $(ini_value "$admin_username")
 admin_password = $(ini_value "$admin_password")

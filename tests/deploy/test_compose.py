@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ KNOWN_SERVICE_KEYS = {
     "command",
     "environment",
     "secrets",
+    "group_add",
     "volumes",
     "ports",
     "depends_on",
@@ -223,7 +225,23 @@ def test_ray_entrypoint_makes_the_token_private_and_passes_the_writer_password(t
     assert _mode(secrets_dir / "ray_token") == 0o600
     env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines() if "=" in line)
     assert env["RAY_AUTH_TOKEN_PATH"] == str(secrets_dir / "ray_token")
-    assert env["MLFLOW_TRACKING_PASSWORD"] == "writer-password-0123"
+    # the writer's password is in ~/.mlflow/credentials (0600), which MLflow's client reads, not in the
+    # environment every Ray process inherits
+    assert "writer-password-0123" not in (out / "env").read_text()
+    creds = tmp_path / "home" / ".mlflow" / "credentials"
+    assert _mode(creds) == 0o600 and _mode(creds.parent) == 0o700
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mlflow.utils.credentials import read_mlflow_creds as r; c = r(); print(c.username, c.password)",
+        ],
+        env={"HOME": str(tmp_path / "home"), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert read.stdout.split() == ["paradis-writer", "writer-password-0123"], read.stderr[-2000:]
     # a worker: no dashboard flag added
     assert (out / "argv").read_text().split() == ["start", "--address=ray-head:6379", "--block"]
     # a Ray token Ray would find by default (~/.ray/auth_token) is made private too
@@ -370,28 +388,75 @@ def test_mlflow_entrypoint_passes_passwords_by_file_never_on_the_command_line(tm
     ini = configparser.ConfigParser()
     ini.read(out / "ini")
     assert ini["mlflow"]["admin_password"] == values["mlflow_password"]
+    assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"  # nobody reads what it was not granted
     assert ini["mlflow"]["database_uri"] == "postgresql+psycopg://mlflow@postgres:5432/mlflow"
     assert values["postgres_password"] not in (out / "ini").read_text()
 
 
-def test_make_secrets_writes_private_files(tmp_path):
+def _make_secrets(tmp_path: Path, operator: tuple[int, int] | None = None) -> Path:
+    """make-secrets.sh run in a copy of docker/, as this user, or as ``operator`` (uid, gid) through a
+    stand-in for ``id``."""
     docker = tmp_path / "docker"
     docker.mkdir()
     shutil.copy(DOCKER / "make-secrets.sh", docker)
+    shutil.copy(DOCKER / ".env.example", docker)
     (docker / "secrets").mkdir()
     (docker / "secrets" / "ray_token").write_text("from ray get-auth-token --generate")
     (docker / "secrets" / "ray_token").chmod(0o644)
-    subprocess.run(["bash", str(docker / "make-secrets.sh")], check=True, capture_output=True, timeout=60)
-    names = {"ray_token", "mlflow_writer_password", "postgres_password", "mlflow_password", "mlflow_flask_secret"}
-    assert {p.name for p in (docker / "secrets").iterdir()} == names
+    env = dict(os.environ)
+    if operator:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        _stub(bin_dir, "id", f'case "$1" in -u) echo {operator[0]} ;; -g) echo {operator[1]} ;; esac\n')
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    subprocess.run(["bash", str(docker / "make-secrets.sh")], check=True, capture_output=True, timeout=60, env=env)
+    return docker
+
+
+SECRET_NAMES = {"ray_token", "mlflow_writer_password", "postgres_password", "mlflow_password", "mlflow_flask_secret"}
+
+
+def _secrets_gid(docker: Path) -> str:
+    return re.findall(r"^SECRETS_GID=(.*)$", (docker / ".env").read_text(), re.M)[-1]
+
+
+def test_make_secrets_writes_private_files(tmp_path):
+    docker = _make_secrets(tmp_path)
+    assert {p.name for p in (docker / "secrets").iterdir()} == SECRET_NAMES
     assert _mode(docker / "secrets") == 0o700
     for p in (docker / "secrets").iterdir():
         assert _mode(p) == 0o600, p.name
         assert len(p.read_text()) >= 12 and not p.read_text().endswith("\n"), p.name
+        # the containers run as uid 1000 and compose mounts the file as it is: root hands it to that user
+        assert p.stat().st_uid == (1000 if os.geteuid() == 0 else os.geteuid()), p.name
+    assert _secrets_gid(docker) == ("1000" if os.geteuid() in (0, 1000) else str(os.getegid()))
+    # every variable of .env.example is still there, once
+    assert (docker / ".env").read_text().startswith((DOCKER / ".env.example").read_text())
     assert (docker / "secrets" / "ray_token").read_text() == "from ray get-auth-token --generate"  # kept
     # the documented `ray get-auth-token --generate` flow says chmod 600, and so does the security page
     for doc in (DOCKER / "README.md", ROOT / "docs" / "SECURITY.md"):
         assert "chmod 600 ~/.ray/auth_token" in doc.read_text(), doc
+
+
+def test_make_secrets_for_another_operator_shares_them_by_group_only(tmp_path):
+    """An operator whose uid is not the containers' (1000): the files are 0640 with the operator's group,
+    which .env names as SECRETS_GID and every service that mounts a secret adds to its user; run twice,
+    .env keeps one SECRETS_GID line."""
+    docker = _make_secrets(tmp_path, operator=(1234, 4321))
+    for p in (docker / "secrets").iterdir():
+        assert _mode(p) == 0o640, p.name
+    subprocess.run(
+        ["bash", str(docker / "make-secrets.sh")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
+    )
+    assert _secrets_gid(docker) == "4321"
+    assert len(re.findall(r"^SECRETS_GID=", (docker / ".env").read_text(), re.M)) == 1
+    for name, service in SERVICES.items():
+        if name != "postgres" and service.get("secrets"):  # postgres reads its secret as root, then drops
+            assert service.get("group_add") == ["${SECRETS_GID:-1000}"], name
 
 
 def _dockerignore_regex(pattern: str) -> re.Pattern:

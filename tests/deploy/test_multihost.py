@@ -466,10 +466,16 @@ def test_the_study_was_written_by_the_writer_account_which_is_no_admin(topology)
         t.admin,
     )
     assert status == 200 and perm["permission"] == "MANAGE", perm
+    seen = 0
     for ns in (f"{t.tag}-head", f"{t.tag}-worker"):
         for pid in sh("ip", "netns", "pids", ns).stdout.split():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                assert t.values["mlflow_password"] not in _environ(pid)
+                environ = _environ(pid)
+                seen += 1
+                assert t.values["mlflow_password"] not in environ
+                # nor the writer's own: it is in ~/.mlflow/credentials, not in every Ray process's environment
+                assert t.values["mlflow_writer_password"] not in environ
+    assert seen > 2
 
 
 def _experiment_of_someone_else(t: Topology, name: str) -> str:
@@ -511,6 +517,9 @@ def test_the_writer_can_do_no_admin_call_nor_write_to_another_experiment(topolog
     for what, (path, body, method) in refused.items():
         status, answer = _call(f"{t.api}/{path}", t.writer, body, method)
         assert status == 403, (what, status, answer)
+    # default_permission NO_PERMISSIONS: it cannot even read another's experiment (the admin can)
+    assert _call(f"{t.api}/2.0/mlflow/experiments/get?experiment_id={other}", t.writer)[0] == 403
+    assert _call(f"{t.api}/2.0/mlflow/experiments/get?experiment_id={other}", t.admin)[0] == 200
     # while in its own experiment it may (the same call, so the 403s above are permissions, not routes)
     status, answer = _call(f"{t.api}/2.0/mlflow/runs/create", t.writer, {"experiment_id": exp.experiment_id})
     assert status == 200, answer
