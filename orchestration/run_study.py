@@ -1,4 +1,5 @@
 """Run a study: ``python orchestration/run_study.py studies/quickstart.yaml`` (or ``paradis-study``).
+``paradis-study list|status|show|export|compare`` read the studies of a store (orchestration/commands.py).
 
 Locally this starts an embedded Ray; with ``RAY_ADDRESS`` set, or under ``ray job submit``, it joins
 that cluster. Runs are tracked in MLflow (the spec's URI, else ``MLFLOW_TRACKING_URI``, else
@@ -18,6 +19,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from orchestration.commands import COMMANDS  # noqa: E402
 from orchestration.preflight import check_resources, load_study, local_gpu_count  # noqa: E402
 from orchestration.tracking.base import TrackingError  # noqa: E402
 from paradis.config import ConfigError  # noqa: E402
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sys.stdout.write(schema_text())
         return 0
+    if argv[:1] and argv[0] in COMMANDS:  # list, status, show, export, compare (orchestration/commands.py)
+        return _command(argv)
     args = build_parser().parse_args(argv)
     try:
         spec = load_study(args.spec, overrides=args.set, smoke=args.smoke)
@@ -84,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_study(spec, spec_text, args.spec, uri=uri, resume=args.resume, address=args.address)
     except (NothingToResume, UnsafeResume, ChangedSpec, ConfigError) as err:
         return _error(err)
+
+
+def _command(argv: list[str]) -> int:
+    from orchestration.commands import main as command_main
+    from paradis.util import first_line
+
+    try:
+        return command_main(argv)
+    except (ConfigError, TrackingError, ValueError, OSError) as err:
+        return _error(err)
+    except Exception as err:  # the store answered something unexpected (MlflowException, a driver's error)
+        return _error(RuntimeError(f"{type(err).__name__}: {first_line(err)}"))
 
 
 def _preflight(spec, source: str, resume: bool = False) -> str:

@@ -63,8 +63,19 @@ class Tracker(Protocol):
         ``end_ms`` (``None`` while running) and ``tags``."""
 
     def trial_details(self, parent_run_id: str) -> list[dict[str, Any]]:
-        """Every child run of a study's run: ``run_id``, ``name``, ``status``, ``tags`` and ``params``
-        (as logged: strings)."""
+        """Every child run of a study's run: ``run_id``, ``name``, ``status``, ``start_ms``, ``end_ms``,
+        ``tags``, ``params`` (as logged: strings) and ``metrics`` (the last value of each)."""
+
+    def all_study_runs(self) -> list[dict[str, Any]]:
+        """Every study run of the store, in every experiment, newest first: as :meth:`study_runs`, with
+        ``experiment`` (its name)."""
+
+    def study_run(self, run_id: str) -> dict[str, Any] | None:
+        """One study run as :meth:`all_study_runs` gives it; ``None`` where the store has no study run of
+        that id."""
+
+    def last_step(self, run_id: str, metric: str) -> int | None:
+        """The step (a trial's epoch) of the last value of ``metric`` logged to a run."""
 
     def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
         """The rows of a table that :meth:`log_table` logged (``[]`` where the run has none)."""

@@ -77,6 +77,17 @@ def _retry(fn, *args, attempts: int = 5, delay: float = 1.0, **kwargs):
     return None
 
 
+def _study_run_dict(run, experiment: str) -> dict[str, Any]:
+    return {
+        "run_id": run.info.run_id,
+        "experiment": experiment,
+        "status": run.info.status,
+        "start_ms": run.info.start_time,
+        "end_ms": run.info.end_time,
+        "tags": dict(run.data.tags),
+    }
+
+
 class MlflowTracker:
     """:class:`orchestration.tracking.base.Tracker` on MLflow. Picklable: the client is made on demand."""
 
@@ -221,16 +232,7 @@ class MlflowTracker:
             order_by=["attributes.start_time DESC"],
             max_results=1000,
         )
-        return [
-            {
-                "run_id": r.info.run_id,
-                "status": r.info.status,
-                "start_ms": r.info.start_time,
-                "end_ms": r.info.end_time,
-                "tags": dict(r.data.tags),
-            }
-            for r in runs
-        ]
+        return [_study_run_dict(r, self.experiment) for r in runs]
 
     def trial_details(self, parent_run_id: str) -> list[dict[str, Any]]:
         exp_ids = [self.client.get_run(parent_run_id).info.experiment_id]
@@ -242,11 +244,44 @@ class MlflowTracker:
                 "run_id": r.info.run_id,
                 "name": r.info.run_name,
                 "status": r.info.status,
+                "start_ms": r.info.start_time,
+                "end_ms": r.info.end_time,
                 "tags": dict(r.data.tags),
                 "params": dict(r.data.params),
+                "metrics": dict(r.data.metrics),
             }
             for r in runs
         ]
+
+    def all_study_runs(self) -> list[dict[str, Any]]:
+        from mlflow.entities import ViewType
+
+        names = {e.experiment_id: e.name for e in self.client.search_experiments(view_type=ViewType.ALL)}
+        if not names:
+            return []
+        runs = self.client.search_runs(
+            list(names),
+            filter_string=f"tags.`{tag_names.ROLE}` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=10_000,
+        )
+        return [_study_run_dict(r, names.get(r.info.experiment_id, "?")) for r in runs]
+
+    def study_run(self, run_id: str) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return None
+        if run.data.tags.get(tag_names.ROLE) != "study":
+            return None
+        exp = self.client.get_experiment(run.info.experiment_id)
+        return _study_run_dict(run, exp.name if exp else "?")
+
+    def last_step(self, run_id: str, metric: str) -> int | None:
+        history = self.client.get_metric_history(run_id, metric)
+        return max((m.step for m in history), default=None)
 
     def load_table(self, run_id: str, artifact_file: str) -> list[dict[str, Any]]:
         import json
