@@ -307,24 +307,35 @@ class StudySpec(RunConfig):
         """Seeds that pair: each trained as long as the others, each once, under one name."""
         if self.compare is not None and self.repeats < 2:
             raise ValueError(f"compare: {self.compare!r} pairs seeds; it needs repeats of 2 or more (repeats 1)")
-        if self.repeats < 2:
-            return self
-        if self.scheduler.kind == "asha" and self.search.kind == "grid":
-            raise ValueError(
-                "repeats: ASHA would stop a grid configuration's seeds at different epochs, and they would be "
-                "averaged as if trained alike; use scheduler.kind none with repeats"
-            )
         if self.search.kind == "grid" and self.search.samples > 1:
             raise ValueError(
-                f"repeats: {self.repeats} with search.samples {self.search.samples} would count "
-                f"{self.repeats * self.search.samples} seeds as {self.repeats}; give the seeds as repeats alone"
+                f"search.samples {self.search.samples} repeats a grid with the same seeds: every trial would "
+                f"train {self.search.samples} times alike (with repeats, counted as more seeds than trained); "
+                "give the seeds as repeats"
             )
-        searched = [f"search.space.{k}" for k in self.search.space if k == "training.seed"]
-        searched += [f"search.variants.{v}" for v, keys in self.search.variants.items() if "training.seed" in keys]
+        seeded = self.repeats > 1 or self.repeat_from > 0  # the runner sets each trial's seed
+        if not seeded:
+            return self
+        what = f"repeats {self.repeats}" + (f" from {self.repeat_from}" if self.repeat_from else "")
+        if self.scheduler.kind == "asha" and self.search.kind == "grid":
+            raise ValueError(
+                f"{what}: ASHA would stop a grid configuration's seeds at different epochs, and they would "
+                "be averaged as if trained alike; use scheduler.kind none with repeats"
+            )
+        searched = [
+            f"search.space.{k}"
+            for k, p in self.search.space.items()
+            if _sets_seed(k, None) or any(_sets_seed(k, v) for v in p.values())
+        ]
+        searched += [
+            f"search.variants.{v}"
+            for v, keys in self.search.variants.items()
+            if any(map(_sets_seed, keys, keys.values()))
+        ]
         if searched:
             raise ValueError(
-                f"repeats: {searched[0]} sets training.seed, which repeats set (seed + repeat index): the same "
-                "seed would train twice under two names"
+                f"{what}: {searched[0]} sets training.seed, which repeats set (seed + repeat index): the same "
+                "seed would train twice under two names, and seeds of one repeat would not pair"
             )
         return self
 
@@ -372,6 +383,20 @@ SMOKE_OVERRIDES = {
 }
 
 
+def _sets_seed(key: str, value: Any) -> bool:
+    """Whether setting ``key`` to ``value`` (a dotted key; a mapping merges) sets ``training.seed``."""
+    if key == "training.seed":
+        return True
+    if not "training.seed".startswith(key + "."):
+        return False
+    node = value
+    for part in "training.seed"[len(key) + 1 :].split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def apply_smoke(data: dict) -> dict:
     """Scale a study down to a couple of minutes on a CPU: small subsets, 2 short epochs, few trials.
     Folder data sets that are not here (ImageNet, CIFAR) become synthetic images; DIV2K becomes the
@@ -395,8 +420,6 @@ def apply_smoke(data: dict) -> dict:
     samples = search.get("samples", 1)
     if search.get("kind") == "optuna" and isinstance(samples, int) and not isinstance(samples, bool):
         search["samples"] = min(samples, 3)
-    elif search.get("kind") != "optuna":
-        search["samples"] = 1
     sch = data.get("scheduler") or {}
     if sch.get("kind") == "asha":
         sch["grace_period"] = 1

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from orchestration.spec import StudySpec
 from paradis.config import ConfigError, RunConfig, format_validation_error
@@ -50,7 +50,11 @@ def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:
     for key, value in (spec.search.variants.get(variant, {}) if variant else {}).items():
         set_key(data, key, value)
     base = (data.get("training") or {}).get("seed", 0)
-    return (base if isinstance(base, int) and not isinstance(base, bool) else 0) + repeat
+    try:  # as the run configuration reads it (3.0 and "3" are 3), so repeat 0 and the others agree
+        base = TypeAdapter(int).validate_python(base)
+    except ValidationError:
+        base = 0  # the spec's validation refuses it
+    return base + repeat
 
 
 def configuration_name(params: dict[str, Any]) -> str:

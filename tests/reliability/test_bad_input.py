@@ -56,15 +56,36 @@ CORPUS = {
     ),
     "repeats-with-asha": (
         HEAD + "repeats: 3\nscheduler: {kind: asha}\n",
-        "repeats: ASHA would stop a grid configuration's seeds at different epochs",
+        "repeats 3: ASHA would stop a grid configuration's seeds at different epochs",
+    ),
+    "repeat-from-with-asha": (
+        HEAD + "repeat_from: 2\nscheduler: {kind: asha}\n",
+        "repeats 1 from 2: ASHA would stop a grid configuration's seeds at different epochs",
     ),
     "repeats-with-samples": (
         HEAD + "repeats: 2\nsearch: {samples: 2}\n",
-        "repeats: 2 with search.samples 2 would count 4 seeds as 2",
+        "search.samples 2 repeats a grid with the same seeds",
     ),
+    "grid-samples-alone": (HEAD + "search: {samples: 3}\n", "search.samples 3 repeats a grid with the same seeds"),
     "repeats-with-searched-seed": (
         HEAD + "repeats: 2\nsearch: {space: {training.seed: {grid: [0, 1]}}}\n",
-        "repeats: search.space.training.seed sets training.seed, which repeats set",
+        "repeats 2: search.space.training.seed sets training.seed, which repeats set",
+    ),
+    "repeat-from-with-searched-seed": (
+        HEAD + "repeat_from: 1\nsearch: {space: {training.seed: {grid: [0, 1]}}}\n",
+        "repeats 1 from 1: search.space.training.seed sets training.seed",
+    ),
+    "repeats-with-seed-in-a-nested-variant": (
+        HEAD + "repeats: 2\nsearch: {variants: {a: {training.beta: 0.0}, b: {training: {seed: 1}}}}\n",
+        "repeats 2: search.variants.b sets training.seed",
+    ),
+    "repeats-with-seed-in-a-searched-section": (
+        HEAD + "repeats: 2\nsearch: {space: {training: {grid: [{seed: 0}, {seed: 1}]}}}\n",
+        "repeats 2: search.space.training sets training.seed",
+    ),
+    "repeats-with-seed-in-an-optuna-choice": (
+        HEAD + "repeats: 2\nsearch: {kind: optuna, space: {training: {choice: [{seed: 0}, {seed: 1}]}}}\n",
+        "repeats 2: search.space.training sets training.seed",
     ),
     "python-object-tag": ("name: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
     "empty-file": ("", "the file is empty"),

@@ -299,3 +299,23 @@ def test_the_ray_token_is_made_private(tmp_path):
     token.chmod(0o644)
     private_token(token)
     assert token.stat().st_mode & 0o777 == 0o600
+
+
+# --- seeds counted honestly (found by the second adversarial pass) -----------------------------------------
+def test_smoke_does_not_hide_a_refusal(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(HEAD + "repeats: 2\nsearch: {samples: 3}\n")
+    for smoke in (False, True):
+        with pytest.raises(ConfigError, match=r"search\.samples 3 repeats a grid with the same seeds"):
+            load_study(path, smoke=smoke)
+
+
+@pytest.mark.parametrize("seed", ["3.0", "'3'", "3"])
+def test_a_seed_written_otherwise_is_the_same_seed_for_every_repeat(tmp_path, seed):
+    """training.seed: 3.0 validates as 3; the repeats' seeds are 3, 4, 5, 6 (repeat 0 once, never 0 + r)."""
+    from orchestration.trials import trials
+
+    path = tmp_path / "study.yaml"
+    path.write_text(HEAD + f"training: {{seed: {seed}}}\nrepeats: 4\n")
+    spec = load_study(path)
+    assert sorted(t.config.training.seed for t in trials(spec, str(path))) == [3, 4, 5, 6]
