@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from orchestration.report.study import TrialRecord
+from orchestration.report.study import TrialRecord, code_span, inline_text
 from paradis.engine.metrics import MEASURES
 
 # The teacher "has converged" when its test measure gained less than this over the last quarter of
@@ -87,14 +87,15 @@ def convergence(records: Sequence[TrialRecord]) -> dict[str, Any]:
 
 def convergence_line(summary: dict[str, Any]) -> str:
     worst = summary.get("worst")
+    verdict = inline_text(summary["verdict"])
     if worst is None:
-        return f"Learning curves: {summary['verdict']}."
+        return f"Learning curves: {verdict}."
     trial = summary["trials"][worst]
     unit = "dB" if trial["switch"].startswith("psnr/") else "points"
     return (
         f"Learning curves: the teacher's test measure (the widest switch of each trial) gained at most "
-        f"{trial['gain']:+.2f} {unit} over the last quarter of the epochs ({worst}, `{trial['switch']}`): "
-        f"**{summary['verdict']}** (flattened: under {summary['threshold']:g} in every trial)."
+        f"{trial['gain']:+.2f} {unit} over the last quarter of the epochs ({inline_text(worst)}, "
+        f"{code_span(trial['switch'])}): **{verdict}** (flattened: under {summary['threshold']:g} in every trial)."
     )
 
 
@@ -138,13 +139,16 @@ def parse_convergence(data: Any) -> dict[str, Any] | None:
     writes (``None`` otherwise: the report shows no verdict rather than trust it)."""
     if not isinstance(data, dict) or not isinstance(data.get("trials"), dict):
         return None
-    if not isinstance(data.get("verdict"), str) or not isinstance(data.get("threshold"), (int, float)):
+    threshold = data.get("threshold")
+    if not isinstance(data.get("verdict"), str) or not isinstance(threshold, (int, float)):
+        return None
+    if isinstance(threshold, bool) or not math.isfinite(threshold) or not 0 <= threshold <= 100:
         return None
     for trial in data["trials"].values():
         gain = trial.get("gain") if isinstance(trial, dict) else None
         if not isinstance(trial, dict) or not isinstance(trial.get("switch"), str):
             return None
-        if gain is not None and (not isinstance(gain, (int, float)) or not math.isfinite(gain)):
+        if gain is not None and (not isinstance(gain, (int, float)) or not math.isfinite(gain) or abs(gain) > 1e4):
             return None
     worst = data.get("worst")
     if worst is not None and (worst not in data["trials"] or data["trials"][worst].get("gain") is None):

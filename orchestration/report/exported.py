@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -34,9 +35,9 @@ class ExportedTrial(_Strict):
     name: str = Field(min_length=1, max_length=500)
     label: str = Field(max_length=500)
     params: dict[str, Scalar]
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     status: Literal["TERMINATED", "FAILED", "ERROR", "KILLED", "RUNNING", "SCHEDULED"]
-    epochs: int | None = Field(None, ge=0)
+    epochs: int | None = Field(None, ge=0, le=1_000_000)
     rows: list[SwitchRow]
     curve: list[dict[str, float]] = []  # the teacher's test measure and training loss by epoch
 
@@ -44,8 +45,8 @@ class ExportedTrial(_Strict):
     @classmethod
     def _repeat(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
         repeat = v.get("repeat", 0)
-        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 0:
-            raise ValueError(f"repeat: {repeat!r} is not a repeat index")
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 0 <= repeat <= 1_000_000:
+            raise ValueError(f"repeat: {str(repeat)[:30]!r} is not a repeat index")
         return v
 
     @field_validator("curve")
@@ -56,17 +57,64 @@ class ExportedTrial(_Strict):
         return v
 
 
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Optimizer(_Loose):
+    lr: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False)
+    weight_decay: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False)
+    decay: str | None = Field(None, max_length=50)
+
+
+class _Training(_Loose):
+    epochs: int | None = Field(None, ge=1, le=1_000_000)
+    batch_size: int | None = Field(None, ge=1, le=1_000_000)
+    optimizer: _Optimizer | None = None
+    schedule: dict[str, Any] | None = None
+
+
+class _Data(_Loose):
+    name: str | None = Field(None, max_length=100)
+    train_subset: int | None = Field(None, ge=1)
+    test_subset: int | None = Field(None, ge=1)
+
+
+class _Configuration(_Loose):
+    """What the report reads of a study's resolved spec (its scale); the rest is kept as it is."""
+
+    model: dict[str, Any] | None = None
+    data: _Data | None = None
+    training: _Training | None = None
+    search: dict[str, Any] | None = None
+
+
 class ExportedStudy(_Strict):
     format: Literal["paradis-study-results/1"]
-    study: str  # the role: a reduced study's file stem
-    name: str
-    path: str
-    experiment: str
+    study: str = Field(max_length=100)  # the role: a reduced study's file stem
+    name: str = Field(max_length=200)
+    path: str = Field(max_length=300)
+    experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,199}$")
     configuration: dict[str, Any] | None
-    run_ids: list[str]
-    wall_s: float | None = Field(None, ge=0)
+    run_ids: list[str] = Field(max_length=1000)
+    wall_s: float | None = Field(None, ge=0, le=1e8, allow_inf_nan=False)
     convergence: list[dict[str, Any]] = []
     trials: list[ExportedTrial]
+
+    @field_validator("configuration")
+    @classmethod
+    def _configuration(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            _Configuration.model_validate(v)  # errors name the key path; the data is kept as written
+        return v
+
+    @field_validator("run_ids")
+    @classmethod
+    def _run_ids(cls, v: list[str]) -> list[str]:
+        for run in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", run):
+                raise ValueError(f"{run[:40]!r} is not a run id")
+        return v
 
 
 def exported(result: StudyResult) -> dict[str, Any]:
@@ -126,6 +174,8 @@ def read_export(path: Path) -> ExportedStudy:
         raise ConfigError(f"{path}: over {FILE_LIMIT} bytes")
     try:
         return ExportedStudy.model_validate(json.loads(path.read_text()))
+    except RecursionError:
+        raise ConfigError(f"{path}: not a study-results file (nested too deeply)") from None
     except (ValueError, ValidationError) as err:
         first = " ".join(str(err).split())[:300]
         raise ConfigError(f"{path}: not a study-results file ({first})") from None
@@ -142,6 +192,7 @@ def read_exports(folder: Path, scale: str = "reduced") -> dict[str, StudyResult]
     if not folder.is_dir():
         raise ConfigError(f"--from {str(folder)!r}: not a folder")
     out: dict[str, StudyResult] = {}
+    origin: dict[int, str] = {}  # a record's file
     for path in sorted(folder.glob("*.json")):
         data = read_export(path)
         if data.study not in SCALES[scale]:
@@ -161,7 +212,44 @@ def read_exports(folder: Path, scale: str = "reduced") -> dict[str, StudyResult]
         for t in data.trials:
             rows = [row.model_dump(exclude_none=False) for row in t.rows]
             record = TrialRecord(t.name, t.name, t.label, dict(t.params), rows, t.status, curves=list(t.curve))
+            stopped = _stopped_early(t, data.configuration)
+            if stopped:  # never averaged as a seed that trained fully
+                record.status, record.error = "STOPPED", stopped
             result.records.append(record)
-    for result in out.values():
+            origin[id(record)] = path.name
+    for study, result in out.items():
         result.records.sort(key=lambda r: r.name)
+        _each_seed_once(study, result.records, origin)
     return out
+
+
+def _stopped_early(trial: ExportedTrial, configuration: dict[str, Any] | None) -> str | None:
+    """Why a trial marked TERMINATED did not train its configuration's epochs (``None`` if it did)."""
+    if trial.status != "TERMINATED" or trial.epochs is None or not configuration:
+        return None
+    training = configuration.get("training") if isinstance(configuration.get("training"), dict) else {}
+    planned = training.get("epochs")
+    variants = (configuration.get("search") or {}).get("variants") or {}
+    variant = variants.get(trial.params.get("variant")) if isinstance(variants, dict) else None
+    if isinstance(variant, dict):
+        nested = variant.get("training") if isinstance(variant.get("training"), dict) else {}
+        planned = variant.get("training.epochs", nested.get("epochs", planned))
+    if isinstance(planned, int) and trial.epochs < planned:
+        return f"stopped after {trial.epochs} of {planned} epochs"
+    return None
+
+
+def _each_seed_once(study: str, records: list[TrialRecord], origin: dict[int, str]) -> None:
+    """Two finished trials of one configuration and repeat would count one seed twice: refused."""
+    seen: dict[tuple[str, Any], TrialRecord] = {}
+    for r in records:
+        if r.status != "TERMINATED":
+            continue
+        key = (repr(sorted(((k, v) for k, v in r.params.items() if k != "repeat"), key=str)), r.params.get("repeat", 0))
+        if key in seen:
+            first = seen[key]
+            raise ConfigError(
+                f"study {study!r}: trials {first.name!r} ({origin.get(id(first))}) and {r.name!r} "
+                f"({origin.get(id(r))}) are the same configuration and repeat {key[1]}: one seed counted twice"
+            )
+        seen[key] = r

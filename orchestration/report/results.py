@@ -24,7 +24,7 @@ from orchestration.report.seeds import (
     summary_markdown,
 )
 from orchestration.report.studies import StudyResult, finished, paper_results
-from orchestration.report.study import markdown_row
+from orchestration.report.study import code_span, inline_text, markdown_row
 from orchestration.report.verdicts import Check, check_verdicts, claim_verdict
 
 
@@ -76,13 +76,16 @@ def _wall(seconds: float | None) -> str:
 
 
 def study_section(result: StudyResult) -> list[str]:
-    head = f"### {result.key} (`studies/{result.path or result.key}.yaml`, experiment `{result.experiment}`)"
+    where = code_span(f"studies/{result.path or result.key}.yaml")
+    head = f"### {inline_text(result.key)} ({where}, experiment {code_span(result.experiment)})"
     if result.run_id is None:
         return [head, "", "Not run in this tracking store (no finished run of the study).", ""]
     seeds = sorted({int(r.params.get("repeat", 0)) for r in result.records})
     done = sum(r.status == "TERMINATED" for r in result.records)
     runs = result.run_ids or [result.run_id]
-    named = f"Run `{runs[0]}`" if len(runs) == 1 else "Runs " + ", ".join(f"`{r}`" for r in runs) + " (seeds pooled)"
+    named = (
+        f"Run {code_span(runs[0])}" if len(runs) == 1 else "Runs " + ", ".join(map(code_span, runs)) + " (seeds pooled)"
+    )
     lines = [
         head,
         "",
@@ -106,15 +109,24 @@ def study_section(result: StudyResult) -> list[str]:
 
 def scale_line(configuration: dict[str, Any]) -> str:
     """The scale a study ran at, from its resolved spec: model, data, epochs and optimizer."""
-    data, training = configuration.get("data") or {}, configuration.get("training") or {}
-    optimizer = training.get("optimizer") or {}
-    images = f"{data['train_subset']:,}" if data.get("train_subset") else "all"
-    tested = f"{data['test_subset']:,} test images" if data.get("test_subset") else "the full test set"
+
+    def section(mapping: Any, key: str) -> dict[str, Any]:
+        value = mapping.get(key) if isinstance(mapping, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    def shown(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else inline_text(value)
+
+    data, training = section(configuration, "data"), section(configuration, "training")
+    optimizer = section(training, "optimizer")
+    images = shown(data["train_subset"]) if data.get("train_subset") else "all"
+    tested = f"{shown(data['test_subset'])} test images" if data.get("test_subset") else "the full test set"
     return (
-        f"Scale: {(configuration.get('model') or {}).get('name')} on {images} {data.get('name')} training "
-        f"images, {training.get('epochs')} epochs, batch {training.get('batch_size')}, learning rate "
-        f"{optimizer.get('lr')} ({(training.get('schedule') or {}).get('kind')}), weight decay "
-        f"{optimizer.get('weight_decay')} on {optimizer.get('decay', 'all')} parameters; {tested}."
+        f"Scale: {shown(section(configuration, 'model').get('name'))} on {images} {shown(data.get('name'))} "
+        f"training images, {shown(training.get('epochs'))} epochs, batch {shown(training.get('batch_size'))}, "
+        f"learning rate {shown(optimizer.get('lr'))} ({shown(section(training, 'schedule').get('kind'))}), "
+        f"weight decay {shown(optimizer.get('weight_decay'))} on {shown(optimizer.get('decay', 'all'))} "
+        f"parameters; {tested}."
     )
 
 

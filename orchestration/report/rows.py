@@ -5,9 +5,10 @@ that a crafted or corrupted table is one line naming where it came from, never a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from paradis.switch import parse_switch
 
@@ -23,12 +24,21 @@ class SwitchRow(BaseModel):
     macs: float = Field(ge=0.0, allow_inf_nan=False)
     max_device_macs: float | None = Field(None, ge=0.0, allow_inf_nan=False)
     matches: str | None = None
-    scores: list[float] | None = None  # an Optuna trial's seeds
+    scores: list[float] | None = Field(None, max_length=10_000)  # an Optuna trial's seeds, by repeat index
 
     @field_validator("switch")
     @classmethod
     def _switch(cls, v: str) -> str:
         return str(parse_switch(v))
+
+    @model_validator(mode="after")
+    def _scores(self) -> SwitchRow:
+        """A seed's value is the row's measure: an accuracy in [0, 1], or a PSNR in dB."""
+        high = 1.0 if self.psnr is None else 200.0
+        for i, v in enumerate(self.scores or ()):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= high):
+                raise ValueError(f"scores[{i}]: {v!r} is not a measure in [0, {high:g}]")
+        return self
 
     @field_validator("matches")
     @classmethod

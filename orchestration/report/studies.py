@@ -116,7 +116,7 @@ def _configuration(tracker, run_id: str) -> dict[str, Any] | None:
     text = tracker.load_text(run_id, "spec/resolved.json")
     try:
         data = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return {k: v for k, v in data.items() if k not in POOLED_KEYS} if isinstance(data, dict) else None
 
@@ -157,7 +157,7 @@ def load_study_run(tracker, key: str, spec: StudySpec) -> StudyResult:
         text = tracker.load_text(run["run_id"], "study/convergence.json")
         try:
             summary = parse_convergence(json.loads(text)) if text else None
-        except ValueError:
+        except (ValueError, RecursionError):
             summary = None
         if summary is not None:
             result.convergence.append(summary)

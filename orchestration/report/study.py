@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,22 @@ def markdown_row(cells: Sequence[Any]) -> str:
 
     def cell(value: Any) -> str:
         text = " ".join(str(value).split())
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("](", "]\\(")
 
     return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+
+def inline_text(value: Any) -> str:
+    """A value read from a store or a file, as running Markdown text that cannot start a heading, a link,
+    a code span, a table cell or HTML: one line (no heading can start), those characters escaped."""
+    text = " ".join(str(value).split()).replace("&", "&amp;")
+    return re.sub(r"([\\`\[\]|<>])", r"\\\1", text)
+
+
+def code_span(value: Any) -> str:
+    """A value read from a store or a file as an inline code span: one line, no backtick to close it
+    early (inside a code span nothing else is Markdown or HTML)."""
+    return "`" + " ".join(str(value).split()).replace("`", "'") + "`"
 
 
 def _switch_order(switches) -> list[str]:

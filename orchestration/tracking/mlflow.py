@@ -297,7 +297,7 @@ class MlflowTracker:
             try:
                 table = json.loads(path.read_text())
                 return [dict(zip(table["columns"], row)) for row in table["data"]]
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
                 raise TrackingError(f"{artifact_file} of run {run_id} is not a logged table: {err}") from None
 
     def load_text(self, run_id: str, artifact_file: str) -> str | None:
