@@ -73,3 +73,11 @@ def test_tensor_loader_order_depends_only_on_seed_and_epoch_and_ranks_are_disjoi
     assert idx[0].shape[0] == idx[1].shape[0] == 50
     x, _ = next(iter(a))
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 1.0
+
+
+def test_the_image_suffixes_the_checks_know_are_imagefolders():
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from paradis.data.folders import IMAGE_SUFFIXES
+
+    assert IMAGE_SUFFIXES == IMG_EXTENSIONS

@@ -82,6 +82,11 @@ def to_8bit(image, path) -> object:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# what ImageFolder reads (torchvision's IMG_EXTENSIONS; tests/test_data.py holds them equal)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+MAX_SIDE = 30_000  # pixels: DIV2K's images are at most 2040 wide; a header beyond this is not an image
+
+
 def png_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` from a PNG's header (24 bytes, no decoding); :class:`DataError` for a file
     that is no PNG."""
@@ -89,7 +94,10 @@ def png_size(path: Path) -> tuple[int, int]:
         head = f.read(24)
     if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         raise DataError(f"{str(path)!r} is not a PNG image (no PNG header)")
-    return struct.unpack(">II", head[16:24])
+    width, height = struct.unpack(">II", head[16:24])
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise DataError(f"{str(path)!r}: its PNG header says {width}x{height} pixels, not an image (1 to {MAX_SIDE})")
+    return width, height
 
 
 def cache_dir() -> Path:
@@ -174,8 +182,26 @@ def cifar_check(name: str):
 
 
 def check_imagenet(root: str | os.PathLike | None, options=None) -> None:
+    """train/ and val/ with the same class folders (ImageFolder numbers the classes of each split by
+    their sorted names: other names would silently swap labels), each class of train/ with an image."""
     if root is None or not all((Path(root) / s).is_dir() for s in ("train", "val")):
         raise DataError(f"imagenet folder {str(root)!r} lacks train/ and val/ (ImageFolder layout)")
+    folder = Path(root)
+    classes = {}
+    for split in ("train", "val"):
+        classes[split] = sorted(p.name for p in (folder / split).iterdir() if p.is_dir() and inside(p, folder))
+        if not classes[split]:
+            raise DataError(f"imagenet folder {str(folder / split)!r} holds no class folder")
+    if classes["train"] != classes["val"]:
+        only = sorted(set(classes["train"]) ^ set(classes["val"]))[:5]
+        raise DataError(
+            f"imagenet folder {str(folder)!r}: train/ and val/ hold other classes ({', '.join(only)} in one "
+            "only); the labels of one split would not be the other's"
+        )
+    for name in classes["train"]:
+        with os.scandir(folder / "train" / name) as entries:
+            if not any(e.name.lower().endswith(IMAGE_SUFFIXES) and image_file(Path(e.path), folder) for e in entries):
+                raise DataError(f"imagenet class folder {str(folder / 'train' / name)!r} holds no image")
 
 
 def check_skimage(root: str | os.PathLike | None = None, options=None) -> None:
@@ -192,15 +218,17 @@ def check_div2k(root: str | os.PathLike | None, options=None) -> None:
     """The layout, and every image pair of both parts at the data section's scale (headers only)."""
     if root is None or not all((Path(root) / s).is_dir() for s in DIV2K_FOLDERS):
         raise DataError(f"div2k folder {str(root)!r} lacks {', '.join(DIV2K_FOLDERS)} (DIV2K's usual layout)")
-    scale = getattr(getattr(options, "sr", None), "scale", 2)
-    for part in ("train", "valid"):
-        div2k_files(root, part, scale)
+    sr = getattr(options, "sr", None)
+    scale, patch = getattr(sr, "scale", 2), getattr(sr, "patch_size", 0)
+    div2k_files(root, "train", scale, min_side=patch)  # training crops patches of that side from each LR image
+    div2k_files(root, "valid", scale)
 
 
-def div2k_files(root: str | os.PathLike | None, part: str, scale: int) -> list[tuple[Path, Path]]:
+def div2k_files(root: str | os.PathLike | None, part: str, scale: int, min_side: int = 1) -> list[tuple[Path, Path]]:
     """``(lr, hr)`` file pairs of DIV2K's ``train`` or ``valid`` part, each a regular PNG file within
     ``root`` whose LR size is its HR size divided by ``scale`` (rounded down, as DIV2K's bicubic images
-    are); a missing folder or file, or a pair that does not fit, is a :class:`DataError` naming it."""
+    are) and at least ``min_side`` pixels each way; a missing folder or file, or a pair that does not fit,
+    is a :class:`DataError` naming it."""
     if root is None:
         raise DataError("data set 'div2k' needs a root folder (data.root) holding DIV2K_train_HR/ etc.")
     folder = Path(root)
@@ -222,6 +250,11 @@ def div2k_files(root: str | os.PathLike | None, part: str, scale: int) -> list[t
             raise DataError(
                 f"div2k: {str(lr)!r} is {lw}x{lh}, but its pair {hr.name} ({hw}x{hh}) at x{scale} needs "
                 f"{hw // scale}x{hh // scale}"
+            )
+        if min(lw, lh) < min_side:
+            raise DataError(
+                f"div2k: {str(lr)!r} is {lw}x{lh}, smaller than the training patches ({min_side}x{min_side}, "
+                "sr.patch_size)"
             )
         pairs.append((lr, hr))
     if not pairs:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from paradis.data.folders import DEFAULT_VAL_IMAGES, SKIMAGE_PHOTOS, DataError, div2k_files, to_8bit
 from paradis.data.registry import dataset_info
 from paradis.data.splits import EpochLoader, Splits
+from paradis.util import first_line
 
 
 # --- splits and loading ----------------------------------------------------------------------------
@@ -210,8 +211,8 @@ def _read_rgb(path: Path) -> torch.Tensor:
 
     try:
         image = skimage.io.imread(path)
-    except (ValueError, OSError) as err:
-        raise DataError(f"cannot read image {str(path)!r}: {err}") from None
+    except (ValueError, OSError, SyntaxError) as err:  # PIL says "broken PNG file" with a SyntaxError
+        raise DataError(f"cannot read image {str(path)!r}: {first_line(err)}") from None
     return to_rgb(torch.from_numpy(np.ascontiguousarray(to_8bit(image, path))))
 
 

@@ -12,6 +12,7 @@ import torch
 from paradis.data.folders import DataError, fashion_mnist_layout, image_file, to_8bit
 from paradis.data.registry import dataset_info, normalization
 from paradis.data.splits import Splits, TensorSplit
+from paradis.util import first_line
 
 
 def load_fashion_mnist(root: str | os.PathLike | None = None, options=None, seed: int = 0) -> Splits:
@@ -95,9 +96,12 @@ def load_rgb(path: str):
     import numpy as np
     from PIL import Image
 
-    with open(path, "rb") as f:
-        image = Image.open(f)
-        image.load()
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # truncated, empty, lying
+        raise DataError(f"cannot read image {path!r}: {first_line(err)}") from None
     if image.mode.startswith("I"):  # 16-bit (I;16, I;16B) or 32-bit integer greyscale
         pixels = np.asarray(image)
         if image.mode == "I" and pixels.max(initial=0) <= 65535 and pixels.min(initial=0) >= 0:

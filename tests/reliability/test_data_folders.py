@@ -60,6 +60,65 @@ def test_imagenet_folders_read_only_regular_files_within_the_root(tmp_path, case
     assert x.shape == (3, 224, 224)
 
 
+def _empty_class(root):
+    (root / "train" / "n00000009").mkdir()
+    (root / "val" / "n00000009").mkdir()
+
+
+def _classes_differ(root):
+    (root / "val" / "n00000001").rename(root / "val" / "n00000007")
+
+
+def _no_classes(root):
+    import shutil
+
+    shutil.rmtree(root / "val")
+    (root / "val").mkdir()
+
+
+def _only_a_directory_named_png(root):
+    (root / "train" / "n00000009" / "a.png").mkdir(parents=True)
+    (root / "val" / "n00000009").mkdir()
+
+
+# name -> (a change to a 3-class tree, what the one-line refusal before Ray says)
+IMAGENET_REFUSED = {
+    "empty-class-folder": (_empty_class, "n00000009' holds no image"),
+    "classes-differ": (_classes_differ, "train/ and val/ hold other classes (n00000001, n00000007 in one only)"),
+    "no-class-folder": (_no_classes, "val' holds no class folder"),
+    "directory-named-png": (_only_a_directory_named_png, "n00000009' holds no image"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGENET_REFUSED))
+def test_imagenet_folders_that_cannot_train_are_refused_before_ray(tmp_path, case):
+    plant, needle = IMAGENET_REFUSED[case]
+    root = make_imagenet_tree(tmp_path / "imagenet")
+    check_dataset("imagenet", root)  # the tree as made is fine
+    plant(root)
+    with pytest.raises(DataError) as err:
+        check_dataset("imagenet", root)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 10, None],
+    ids=["zero-bytes", "header-only", "truncated"],
+)
+def test_an_image_that_cannot_be_read_is_one_line_naming_it(tmp_path, content):
+    from paradis.data.vision import load_rgb
+
+    path = tmp_path / "bad.png"
+    if content is None:
+        Image.new("RGB", (64, 64), (10, 200, 30)).save(path)
+        path.write_bytes(path.read_bytes()[:60])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=r"cannot read image '.*bad\.png'"):
+        load_rgb(str(path))
+
+
 def test_imagenet_sixteen_bit_images_are_rescaled(tmp_path):
     from paradis.data.vision import load_rgb
 
@@ -97,7 +156,17 @@ def _not_png(root):
     (root / "DIV2K_train_LR_bicubic" / "X2" / "0002x2.png").write_bytes(b"GIF89a" + b"\0" * 40)
 
 
+def _zero_size_header(root):
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (root / "DIV2K_train_HR" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
+
+
 DIV2K = {
+    "zero-size-header": (_zero_size_header, "0001.png': its PNG header says 0x0 pixels, not an image"),
     "no-X2": (_no_x2, "lacks DIV2K_train_LR_bicubic/X2/"),
     "lr-size-mismatch": (_wrong_size, "0001x2.png' is 20x20, but its pair 0001.png (58x48) at x2 needs 29x24"),
     "fifo-named-png": (_hr_fifo, "0003.png' is not a regular file within"),
@@ -117,6 +186,22 @@ def test_div2k_folders_that_do_not_fit_are_refused_before_training(tmp_path, cas
     assert needle in str(err.value)
     with pytest.raises(DataError):
         load_div2k(root, patch_size=16, patches_per_image=1)
+
+
+def test_div2k_images_smaller_than_the_training_patches_are_refused(tmp_path):
+    from paradis.config import RunConfig
+
+    root = _div2k(tmp_path)  # LR images 24x29
+    data = RunConfig.model_validate(
+        {
+            "task": "super-resolution",
+            "model": {"name": "wdsr_small"},
+            "data": {"name": "div2k", "root": str(root), "sr": {"patch_size": 32}},
+        }
+    ).data
+    with pytest.raises(DataError, match=r"0001x2\.png' is 29x24, smaller than the training patches \(32x32"):
+        check_dataset("div2k", root, data)
+    check_dataset("div2k", root, data.model_copy(update={"sr": data.sr.model_copy(update={"patch_size": 24})}))
 
 
 def test_div2k_refusal_comes_before_ray_starts(tmp_path):
