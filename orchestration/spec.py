@@ -51,6 +51,12 @@ def check_experiment_name(v: str, where: str = "tracking.experiment") -> str:
 class TrackingSpec(Strict):
     experiment: str | None = Field(None, description="MLflow experiment; default: the study name")
     uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite")
+    checkpoints: Literal["none", "final", "all"] = Field(
+        "final",
+        description="what of a trial's checkpoint reaches MLflow: none; final (the trained model alone, "
+        "checkpoint/model.pt: weights and BN statistics, no optimizer state); all (also the full resumable "
+        "checkpoint, checkpoint/checkpoint.pt). Ray keeps its own copy for resuming either way",
+    )
 
     @field_validator("experiment")
     @classmethod

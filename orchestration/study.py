@@ -231,7 +231,7 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
     def config_of(config: dict):
         return run_config_for(spec, config)
 
-    callbacks = [tracking_callback(tracker, config_of, trial_tags(spec, source))]
+    callbacks = [tracking_callback(tracker, config_of, trial_tags(spec, source), spec.tracking.checkpoints)]
     if storage:  # the search's Optuna study, for optuna-dashboard and optuna.load_study
         callbacks.append(optuna_recorder(spec, storage, exp_name))
 

@@ -8,6 +8,7 @@ method has a front ends with the front step (:mod:`orchestration.fronts`) when t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,23 @@ def report_metrics(report: EpochReport) -> dict[str, Any]:
     return metrics
 
 
+def persisted(workdir: Path) -> str:
+    """The folder Ray persists at a report: the trial folder's ``checkpoint.pt`` files (hard links, no
+    copy), without the ``.prev`` copies the trainer keeps beside them (Ray keeps its own previous
+    checkpoints, ``num_to_keep``) or anything else the folder holds."""
+    out = workdir.with_name(workdir.name + "-ray")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    for ckpt in workdir.rglob("checkpoint.pt"):
+        target = out / ckpt.relative_to(workdir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(ckpt, target)  # the trainer replaces checkpoint.pt by a new file: the link keeps this one
+        except OSError:
+            shutil.copy2(ckpt, target)
+    return str(out)
+
+
 def _restore(checkpoint, workdir: Path) -> None:
     if checkpoint is not None:
         checkpoint.to_directory(str(workdir))
@@ -55,7 +73,7 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
             return
 
         def callback(report: EpochReport) -> None:
-            tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
             maybe_inject(report.epoch)
 
         proposer = proposer_for(cfg)
@@ -70,6 +88,7 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
             _report_front(spec, config, trainer, proposer, result, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir.with_name(workdir.name + "-ray"), ignore_errors=True)
 
 
 def mean_metrics(reports: list[dict[str, Any]]) -> dict[str, float]:
@@ -107,7 +126,7 @@ def _train_seeds(spec: StudySpec, config: dict, workdir: Path) -> None:
             out: dict[str, Any] = {**metrics, "repeats": spec.repeats}
             if all(r is not None and r.table is not None for r in reports):
                 out["table"] = json.dumps(mean_table([[row.as_dict() for row in r.table] for r in reports]))
-            tune.report(out, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
             maybe_inject(epoch + 1)
     except NonFiniteLoss as err:
         tune.report({FAILED_KEY: str(err)})
@@ -127,7 +146,7 @@ def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, res
         "front": json.dumps(front.as_dict()),
         "hypervolume": front.hypervolume,
     }
-    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+    tune.report(final, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
 
 
 def _run_with_torch_trainer(spec: StudySpec, cfg: RunConfig) -> None:
@@ -174,7 +193,7 @@ def train_worker(config: dict[str, Any]) -> None:
         _restore(ray.train.get_checkpoint(), workdir)
 
         def callback(report: EpochReport) -> None:
-            checkpoint = ray.train.Checkpoint.from_directory(str(workdir)) if rank == 0 else None
+            checkpoint = ray.train.Checkpoint.from_directory(persisted(workdir)) if rank == 0 else None
             ray.train.report(report_metrics(report), checkpoint=checkpoint)
             maybe_inject(report.epoch, rank)
 
@@ -188,3 +207,4 @@ def train_worker(config: dict[str, Any]) -> None:
         ).fit()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir.with_name(workdir.name + "-ray"), ignore_errors=True)

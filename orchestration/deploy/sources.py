@@ -9,9 +9,12 @@ from paradis.deploy import ExportError, TrainedModel, load_trained
 from paradis.deploy.trained import accuracy_from_metrics
 from paradis.util import first_line
 
+# a trial run's trained model: the model alone (tracking.checkpoints final), else the full checkpoint
+MODEL_ARTIFACTS = ("checkpoint/model.pt", "checkpoint/checkpoint.pt")
+
 
 def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> TrainedModel:
-    """The checkpoint of a tracked trial run (artifact ``checkpoint/checkpoint.pt``), with the run's
+    """The trained model of a tracked trial run (:data:`MODEL_ARTIFACTS`), with the run's
     ``acc/<switch>`` metrics as accuracies; read through the tracking interface."""
     from orchestration.tracking import open_tracker, resolve_tracking_uri
 
@@ -22,12 +25,18 @@ def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> 
     except Exception as err:
         raise ExportError(f"MLflow run {run_id!r} not found in {uri}: {first_line(err, 200)}") from None
     with tempfile.TemporaryDirectory(prefix="paradis-deploy-") as d:
-        try:
-            path = tracker.download(run_id, "checkpoint/checkpoint.pt", d)
-        except Exception as err:
+        path, errors = None, []
+        for artifact in MODEL_ARTIFACTS:
+            try:
+                path = tracker.download(run_id, artifact, d)
+                break
+            except Exception as err:
+                errors.append(first_line(err, 120))
+        if path is None:
             raise ExportError(
-                f"MLflow run {run_id!r} has no checkpoint artifact (checkpoint/checkpoint.pt): {first_line(err, 200)}"
-            ) from None
+                f"MLflow run {run_id!r} has no trained model ({' or '.join(MODEL_ARTIFACTS)}; with "
+                f"tracking.checkpoints none it logs none): {errors[-1]}"
+            )
         trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
     trained.source = f"mlflow run {run_id} ({uri})"
     return trained

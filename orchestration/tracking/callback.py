@@ -26,8 +26,9 @@ class TrialRuns:
     """What the callback does, Ray-free: one tracking run per trial, opened on its first event, its
     metrics per report, its tables, front and checkpoint at the end."""
 
-    def __init__(self, tracker: Tracker, config_of, tags: dict[str, str]):
+    def __init__(self, tracker: Tracker, config_of, tags: dict[str, str], checkpoints: str = "final"):
         self.tracker, self.config_of, self.tags = tracker, config_of, tags
+        self.checkpoints = checkpoints  # tracking.checkpoints: none, final or all
         self.runs: dict[str, str] = {}
         self.node_ips: dict[str, str] = {}
         self.tables: dict[str, str] = {}  # the newest switch table of each trial
@@ -83,8 +84,21 @@ class TrialRuns:
             self.tracker.log_table(run_id, front["points"], "front/front.json")
             self.tracker.log_text(run_id, json.dumps(front["evaluated"], indent=1), "front/evaluated.json")
         ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
-        if ckpt and Path(ckpt, "checkpoint.pt").is_file():
-            self.tracker.log_artifact(run_id, str(Path(ckpt, "checkpoint.pt")), "checkpoint")
+        if self.checkpoints != "none" and ckpt and Path(ckpt, "checkpoint.pt").is_file():
+            self._log_checkpoint(run_id, Path(ckpt, "checkpoint.pt"))
+
+    def _log_checkpoint(self, run_id: str, checkpoint: Path) -> None:
+        """``checkpoint/model.pt`` (the trained model alone: what deploy loads), and with ``all`` the full
+        resumable ``checkpoint/checkpoint.pt``."""
+        import tempfile
+
+        from paradis.engine.checkpoint import write_model_file
+
+        with tempfile.TemporaryDirectory(prefix="paradis-model-") as d:
+            write_model_file(checkpoint, Path(d) / "model.pt")
+            self.tracker.log_artifact(run_id, str(Path(d) / "model.pt"), "checkpoint")
+        if self.checkpoints == "all":
+            self.tracker.log_artifact(run_id, str(checkpoint), "checkpoint")
 
     def error(self, trial) -> None:
         run_id = self.run(trial)
@@ -99,13 +113,14 @@ def _safely(what: str, fn, *args) -> None:
         print(f"[paradis] tracking: could not {what}: {type(err).__name__}: {err}", file=sys.stderr)
 
 
-def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str]):
-    """``config_of(trial config)``: the run configuration it stands for (logged as params and data)."""
+def tracking_callback(tracker: Tracker, config_of, tags: dict[str, str], checkpoints: str = "final"):
+    """``config_of(trial config)``: the run configuration it stands for (logged as params and data);
+    ``checkpoints``: what of a trial's checkpoint reaches the store (``tracking.checkpoints``)."""
     from ray import tune
 
     class TrackingCallback(tune.Callback):
         def __init__(self):
-            self.trials = TrialRuns(tracker, config_of, tags)
+            self.trials = TrialRuns(tracker, config_of, tags, checkpoints)
 
         def on_trial_start(self, iteration, trials, trial, **info):
             _safely("open the trial's run", self.trials.run, trial)

@@ -5,6 +5,7 @@ every call retried through short outages."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -65,15 +66,35 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+
+
+def transient(err: BaseException) -> bool:
+    """Whether a tracking call may succeed if tried again: the server or the network failed (a lost
+    connection, a timeout, an HTTP 5xx or 429, a locked sqlite store), not the request (a 4xx, a bad
+    value, a missing run: retrying those only delays the same error)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(err, OSError) and type(err).__module__.split(".")[0] in ("requests", "urllib3"):
+        return True  # requests' ConnectionError and Timeout (OSErrors of the HTTP client)
+    if isinstance(err, MlflowException):
+        status = err.get_http_status_code()
+        return err.error_code in TRANSIENT_CODES or status >= 500 or status == 429 or "locked" in str(err)
+    return "database is locked" in str(err)  # sqlite under concurrent writers (SQLAlchemy's OperationalError)
+
+
 def _retry(fn, *args, attempts: int = 5, delay: float = 1.0, **kwargs):
-    """Tracking calls are retried through short outages; training is never killed by them."""
+    """Tracking calls are retried through short outages (transient errors only, exponential backoff with
+    jitter so that many trials do not retry in step); training is never killed by them."""
     for i in range(attempts):
         try:
             return fn(*args, **kwargs)
-        except Exception:
-            if i == attempts - 1:
+        except Exception as err:
+            if i == attempts - 1 or not transient(err):
                 raise
-            time.sleep(delay * (2**i))
+            time.sleep(delay * (2**i) * random.uniform(0.5, 1.5))
     return None
 
 

@@ -74,6 +74,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(staged, path)
 
 
+MODEL_KEYS = ("model", "epoch", "history", "config")  # what a trained model needs; no optimizer, RNG or planner
+
+
+def write_model_file(checkpoint: Path, dest: Path) -> int:
+    """A checkpoint's trained model alone (weights with every switch's BN statistics, its configuration,
+    history and epoch: what deploy loads) written to ``dest``, about half the checkpoint without the
+    optimizer's state; its size in bytes."""
+    state = load_checkpoint(checkpoint)
+    data = torch_bytes({k: state[k] for k in MODEL_KEYS if k in state})
+    write_atomically(dest, data)
+    return len(data)
+
+
 def torch_bytes(obj) -> bytes:
     """What ``torch.save(obj)`` writes, in memory (its size is known before anything is written)."""
     buffer = io.BytesIO()

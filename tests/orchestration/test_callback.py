@@ -4,6 +4,9 @@ table and checkpoint at the end, FAILED with the reason when a trial fails."""
 import json
 from types import SimpleNamespace
 
+import pytest
+import torch
+
 from orchestration.tracking import open_tracker
 from orchestration.tracking.callback import FAILED_KEY, TrialRuns
 from paradis.config import RunConfig
@@ -38,9 +41,7 @@ def test_a_trial_becomes_one_run_with_its_metrics_table_and_checkpoint(tmp_path)
     tracker = open_tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "callback")
     tracker.start_study("study", {}, {})
     runs = TrialRuns(tracker, lambda config: RunConfig(), {"paradis.study": "study"})
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "checkpoint.pt").write_bytes(b"weights")
+    ckpt = _checkpoint(tmp_path / "ckpt")
     trial = _trial("t1")
     runs.run(trial)
     runs.log_result(trial, {"epoch": 1, "acc/1.0": 0.8, "table": json.dumps(TABLE)})
@@ -56,7 +57,40 @@ def test_a_trial_becomes_one_run_with_its_metrics_table_and_checkpoint(tmp_path)
     (detail,) = tracker.trial_details(tracker.parent_run_id)
     assert detail["tags"]["paradis.restarts"] == "1" and detail["tags"]["paradis.node_ip"] == "10.0.0.2"
     assert json.loads(detail["tags"]["paradis.search"]) == {"variant": "ipkd", "repeat": 0}
-    assert tracker.download(run_id, "checkpoint/checkpoint.pt", str(tmp_path / "dl"))
+    # tracking.checkpoints final (the default): the trained model alone, no optimizer state
+    model = torch.load(tracker.download(run_id, "checkpoint/model.pt", str(tmp_path / "dl")), weights_only=True)
+    assert set(model) == {"model", "epoch", "history", "config"} and model["epoch"] == 2
+    assert [a.path for a in tracker.client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/model.pt"]
+
+
+def _checkpoint(folder):
+    """A trainer's checkpoint of a small model after a step of SGD with momentum (its optimizer state
+    as large as its weights)."""
+    from paradis.engine.checkpoint import save_checkpoint
+    from paradis.models import create_model
+
+    model = create_model("mobilenet_v1_small", num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 1, 28, 28), "[1.0]").sum().backward()
+    optimizer.step()
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 2, "history": [{}]}
+    save_checkpoint(folder / "checkpoint.pt", {**state, "config": {"model": {"name": "mobilenet_v1_small"}}})
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["none", "final", "all"])
+def test_what_of_a_checkpoint_reaches_the_store(tmp_path, kind):
+    tracker = open_tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "callback")
+    tracker.start_study("study", {}, {})
+    runs = TrialRuns(tracker, lambda config: RunConfig(), {}, checkpoints=kind)
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    trial = _trial("t1", last_result={"epoch": 2, "checkpoint_path": str(ckpt)})
+    runs.complete(trial)
+    logged = {a.path: a.file_size for a in tracker.client.list_artifacts(runs.runs["t1"], "checkpoint")}
+    want = {"none": set(), "final": {"checkpoint/model.pt"}, "all": {"checkpoint/model.pt", "checkpoint/checkpoint.pt"}}
+    assert set(logged) == want[kind]
+    if kind == "all":  # the optimizer's momentum is as large as the weights: the model alone is about half
+        assert logged["checkpoint/model.pt"] < 0.6 * logged["checkpoint/checkpoint.pt"]
 
 
 def test_a_failed_trial_is_a_failed_run_naming_why(tmp_path):

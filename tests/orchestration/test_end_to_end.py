@@ -21,9 +21,7 @@ def _check_children(client, children, n_epochs=2):
         assert all(0.0 <= m.value <= 1.0 for m in history)
         assert "training.method" in child.data.params and "training.switches" in child.data.params
         paths = artifact_paths(client, child.info.run_id)
-        assert {"table/switches.json", "table/switches.csv", "table/switches.md", "checkpoint/checkpoint.pt"} <= set(
-            paths
-        )
+        assert {"table/switches.json", "table/switches.csv", "table/switches.md", "checkpoint/model.pt"} <= set(paths)
 
 
 def test_quickstart_smoke_then_resume_adds_no_duplicate_runs(study_env, tmp_path):
@@ -143,7 +141,7 @@ def test_pareco_smoke_runs_its_methods_as_concurrent_trials_and_logs_the_fronts(
         artifact_paths(client, parent.info.run_id)
     )
     for c in children:
-        assert {"front/front.json", "front/evaluated.json", "checkpoint/checkpoint.pt"} <= set(
+        assert {"front/front.json", "front/evaluated.json", "checkpoint/model.pt"} <= set(
             artifact_paths(client, c.info.run_id)
         )
         assert "hypervolume" in c.data.metrics and c.data.params["data.holdout"] == "256"
