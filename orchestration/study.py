@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from orchestration.preflight import check_resources
+from orchestration.progress import progress_callback
 from orchestration.report import TrialRecord, study_markdown
 from orchestration.report.curves import curve_rows
 from orchestration.report.outputs import report_study
@@ -21,10 +22,7 @@ from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
 from orchestration.trials import run_config_for, trial_count, trial_name, trials
 from paradis.config.changes import RUN_RESUMABLE, config_changes, describe_changes
-from paradis.engine.metrics import measure_key
-from paradis.methods import describe_method, make_planner
-from paradis.switch import parse_switch
-from paradis.tasks import get_task
+from paradis.methods import describe_method
 
 STATE_FILE = "paradis_study.json"
 
@@ -115,18 +113,6 @@ def trial_resources(spec: StudySpec) -> dict[str, float]:
     if res.gpus_per_worker:
         out["gpu"] = res.gpus_per_worker
     return out
-
-
-def progress_reporter(spec: StudySpec):
-    from ray import tune
-
-    base = run_config_for(spec, {})
-    switches = base.evaluation.switches or [str(s) for s in make_planner(base.training).trained_switches]
-    measure = get_task(base.task).measure
-    metrics = {"epoch": "epoch", "loss": "loss"}
-    metrics.update({measure_key(measure, parse_switch(s)): f"{measure} {s}" for s in switches})
-    params = list(spec.search.space) + (["variant"] if spec.search.variants else [])
-    return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=30)
 
 
 def _last_table(result) -> str | None:
@@ -231,7 +217,10 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
     def config_of(config: dict):
         return run_config_for(spec, config)
 
-    callbacks = [tracking_callback(tracker, config_of, trial_tags(spec, source), spec.tracking.checkpoints)]
+    callbacks = [
+        tracking_callback(tracker, config_of, trial_tags(spec, source), spec.tracking.checkpoints),
+        progress_callback(spec),  # the per-switch table, on Ray's default output
+    ]
     if storage:  # the search's Optuna study, for optuna-dashboard and optuna.load_study
         callbacks.append(optuna_recorder(spec, storage, exp_name))
 
@@ -245,7 +234,6 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
-            progress_reporter=progress_reporter(spec),
             verbose=1,
         ),
     )
@@ -255,7 +243,6 @@ def run_study(
     spec: StudySpec, spec_text: str, source: str, *, uri: str, resume: bool = False, address: str | None = None
 ) -> int:
     """Run (or resume) the study; returns 0 when every trial finished."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows per-switch accuracy
     # a failed trial's last report carries its reason, not the objective: the searcher records a failure
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
