@@ -173,18 +173,19 @@ def _status(tracker, uri: str, args) -> str:
                 t["name"],
                 t["status"],
                 "" if epoch is None else epoch,
+                t["tags"].get(tag_names.ENDED, "running" if t["status"] == "RUNNING" else ""),
                 _wall(t),
                 _last_metrics(t["metrics"]),
                 t["tags"].get(tag_names.ERROR, ""),
             ]
         )
-    error = run["tags"].get(tag_names.ERROR)
+    error = "; ".join(filter(None, (run["tags"].get(tag_names.ENDED), run["tags"].get(tag_names.ERROR))))
     head = (
         f"study {run['tags'].get(tag_names.STUDY, '?')} (run {run['run_id']}, experiment {run['experiment']}): "
         f"{run['status']}, started {_when(run['start_ms'])} UTC, {_wall(run) or 'no wall time'}"
         + (f"; {error}" if error else "")
     )
-    table = _table(["trial", "state", "epoch", "wall", "last metrics", "why it ended"], rows)
+    table = _table(["trial", "state", "epoch", "ended by", "wall", "last metrics", "error"], rows)
     return f"{head}\n{len(trials)} trial(s)\n\n{table}"
 
 

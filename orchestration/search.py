@@ -233,6 +233,7 @@ def tune_setup(spec, **storage):
         search_alg=searcher,
         scheduler=scheduler,
         num_samples=search.samples,
+        time_budget_s=search.time_budget_s,
         max_concurrent_trials=spec.resources.max_concurrent_trials,
         trial_name_creator=tune_trial_name,
         trial_dirname_creator=tune_trial_dirname,

@@ -29,7 +29,7 @@ from paradis.config import (
     read_yaml,
 )
 from paradis.switch import parse_switch
-from paradis.util import first_line
+from paradis.util import first_line, parse_duration
 
 
 def paradis_home() -> Path:
@@ -110,6 +110,11 @@ class SearchObjective(Strict):
 
 class SearchSpec(Strict):
     kind: Literal["grid", "optuna"] = "grid"
+    time_budget: str | float | None = Field(
+        None,
+        description="a duration (90s, 30m, 2h, or seconds): Ray Tune stops the study's trials then "
+        "(time_budget_s); the study table says which trials the budget stopped, and at which epoch",
+    )
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -129,6 +134,17 @@ class SearchSpec(Strict):
         description="multi-objective: the hypervolume's reference point, one value per objective "
         "(default: the worst value of each objective among the finished trials)",
     )
+
+    @field_validator("time_budget")
+    @classmethod
+    def _duration(cls, v: str | float | None) -> str | float | None:
+        if v is not None:
+            parse_duration(v, "time_budget")
+        return v
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(self.time_budget, "time_budget")
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:

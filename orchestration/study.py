@@ -127,30 +127,41 @@ def _last_table(result) -> str | None:
 INTERRUPTED = "INTERRUPTED"  # a trial stopped short, or never started, when the driver was stopped
 
 
+def _planned(spec: StudySpec, config: dict) -> int:
+    return run_config_for(spec, config).training.epochs
+
+
 def _short(spec: StudySpec, config: dict, metrics: dict) -> bool:
-    """Whether a trial ended before its last epoch for no reason of its own: without a scheduler that
-    stops trials early, an ended trial reports its last epoch."""
-    if spec.scheduler.kind != "none":
-        return False
-    epochs = run_config_for(spec, config).training.epochs
-    return int(metrics.get("epoch", 0) or 0) < epochs
+    """Whether a trial ended before its last epoch."""
+    return int(metrics.get("epoch", 0) or 0) < _planned(spec, config)
 
 
-def interrupted(results, spec: StudySpec) -> bool:
+def interrupted(results, spec: StudySpec, budget_hit: bool = False) -> bool:
     """Whether Tune was stopped (SIGINT, SIGTERM) before the study ended: trials it never created, or
-    trials that ended short of their epochs (Tune marks the trials it stops as terminated)."""
+    trials that ended short of their epochs with no scheduler to stop them (Tune marks the trials it stops
+    as terminated). A study whose time budget ran out was stopped by the budget, not interrupted."""
+    if budget_hit:
+        return False
     if len(results) < trial_count(spec):
         return True
-    return any(not r.error and _short(spec, r.config or {}, r.metrics or {}) for r in results)
+    return spec.scheduler.kind == "none" and any(
+        not r.error and _short(spec, r.config or {}, r.metrics or {}) for r in results
+    )
 
 
-def _status(result, metrics: dict, spec: StudySpec, stopped: bool) -> str:
+def _ending(result, metrics: dict, spec: StudySpec, stopped: bool, budget_hit: bool) -> tuple[str, str]:
+    """A trial's status and what ended it: finished, ASHA, budget, failure or interrupted."""
     if result.error:
-        return "ERROR"
+        return "ERROR", "failure"
     if metrics.get(FAILED_KEY):
-        return "FAILED"
-    short = _short(spec, result.config or {}, metrics) if spec.scheduler.kind == "none" else not metrics.get("done")
-    return INTERRUPTED if stopped and short else "TERMINATED"
+        return "FAILED", "failure"
+    if not _short(spec, result.config or {}, metrics):
+        return "TERMINATED", "finished"
+    if budget_hit:
+        return "STOPPED", "budget"
+    if stopped:
+        return INTERRUPTED, "interrupted"
+    return "TERMINATED", "ASHA" if spec.scheduler.kind == "asha" else "stopped"
 
 
 @contextlib.contextmanager
@@ -164,9 +175,9 @@ def sigterm_as_sigint():
         signal.signal(signal.SIGTERM, previous)
 
 
-def records_from(results, spec: StudySpec) -> list[TrialRecord]:
+def records_from(results, spec: StudySpec, budget_hit: bool = False) -> list[TrialRecord]:
     records = []
-    stopped = interrupted(results, spec)
+    stopped = interrupted(results, spec, budget_hit)
     for result in results:
         metrics, config = result.metrics or {}, result.config or {}
         try:
@@ -174,13 +185,15 @@ def records_from(results, spec: StudySpec) -> list[TrialRecord]:
         except Exception:
             label = "?"
         table = _last_table(result)
-        status = _status(result, metrics, spec, stopped)
+        status, ended = _ending(result, metrics, spec, stopped, budget_hit)
         name = trial_name(config, str(metrics.get("trial_id", Path(result.path or "?").name)))
         error = str(result.error)[:500] if result.error else metrics.get(FAILED_KEY)
         record = TrialRecord(
             metrics.get("trial_id", name), name, label, dict(config), json.loads(table) if table else []
         )
-        record.status, record.error = status, error
+        record.status, record.error, record.ended = status, error, ended
+        record.epochs, record.planned = int(metrics.get("epoch", 0) or 0), _planned(spec, config)
+        record.wall_s = metrics.get("time_total_s")
         record.front = metrics.get("front")
         record.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         frame = result.metrics_dataframe
@@ -270,16 +283,25 @@ def run_study(
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:
+        start = time.monotonic()
         with sigterm_as_sigint():
-            records = records_from(tuner.fit(), spec)
+            results = tuner.fit()
+        budget = spec.search.time_budget_s
+        budget_hit = budget is not None and time.monotonic() - start >= budget
+        records = records_from(results, spec, budget_hit)
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
+        tag_endings(tracker, parent, records)
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
         report_study(tracker, parent, spec, records, title)
-        failed = sum(r.status != "TERMINATED" for r in records)
+        failed = sum(r.status not in ("TERMINATED", "STOPPED") for r in records)
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
+        if budget_hit:
+            line = budget_line(spec, records)
+            tracker.set_tags(parent, {tag_names.ENDED: line})
+            print(f"\n[paradis] {line}")
         stopped = [r for r in records if r.status == INTERRUPTED]
-        if stopped or len(records) < trial_count(spec):
+        if stopped or (not budget_hit and len(records) < trial_count(spec)):
             status = "KILLED"
             return _interrupted(tracker, parent, spec, records, stopped, source)
     except BaseException as err:
@@ -288,10 +310,27 @@ def run_study(
     finally:
         tracker.finish(parent, status)
     print(
-        f"\n[paradis] {len(records) - failed} of {len(records)} trials finished; "
+        f"\n[paradis] {sum(r.complete for r in records)} of {len(records)} trials finished; "
         f"open the MLflow UI with: mlflow ui --backend-store-uri {uri}"
     )
     return 0 if not failed else 1
+
+
+def tag_endings(tracker: Tracker, parent: str, records: list[TrialRecord]) -> None:
+    """Each trial run says what ended it and how many epochs it trained (``status`` and the report read it)."""
+    runs = {trial_id: run_id for run_id, trial_id, _ in tracker.trial_runs(parent)}
+    for r in records:
+        if r.trial_id in runs:
+            tracker.set_tags(runs[r.trial_id], {tag_names.ENDED: r.ended, tag_names.EPOCHS: str(r.epochs or 0)})
+
+
+def budget_line(spec: StudySpec, records: list[TrialRecord]) -> str:
+    stopped = sum(r.ended == "budget" for r in records)
+    never = max(0, trial_count(spec) - len(records))
+    return (
+        f"time budget of {spec.search.time_budget_s:g} s reached: {sum(r.complete for r in records)} of "
+        f"{trial_count(spec)} trials finished, {stopped} stopped by the budget, {never} never started"
+    )
 
 
 def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, trainable, uri: str):

@@ -57,3 +57,17 @@ def write_atomically(path: Path, data: bytes) -> None:
             full.errno = err.errno
             raise full from None
         raise
+
+
+def parse_duration(text: str | float, where: str) -> float:
+    """``2h``, ``90m``, ``45s`` or plain seconds, as seconds (1 s to 30 days); ``ValueError`` naming
+    ``where`` otherwise."""
+    t = str(text).strip().lower()
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0}.get(t[-1:])
+    try:
+        value = float(t[:-1] if scale else t) * (scale or 1.0)
+    except ValueError:
+        raise ValueError(f"{where} {text!r}: not a duration (e.g. 2h, 90m, 60s, 3600)") from None
+    if not 1 <= value <= 30 * 86400:
+        raise ValueError(f"{where} {text!r}: not a duration between 1 s and 30 days")
+    return value

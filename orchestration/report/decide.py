@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from orchestration.report.claims import CLAIMS
 from orchestration.report.studies import StudyResult
 from orchestration.report.verdicts import Check, check_verdicts
+from paradis.util import parse_duration
 
 MAX_EXTRA = 20  # seeds a study may add in one round
 
@@ -131,14 +132,4 @@ def plan_markdown(p: Plan, results: dict[str, StudyResult], budget_s: float) -> 
 
 def parse_budget(text: str) -> float:
     """``2h``, ``90m``, ``45s`` or plain seconds, as seconds."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    t = text.strip().lower()
-    scale = units.get(t[-1:])
-    number = t[:-1] if scale else t
-    try:
-        value = float(number) * (scale or 1.0)
-    except ValueError:
-        raise ValueError(f"--budget {text!r}: not a duration (e.g. 2h, 90m, 3600)") from None
-    if not value > 0 or value > 30 * 86400:
-        raise ValueError(f"--budget {text!r}: not a duration between 1 s and 30 days")
-    return value
+    return parse_duration(text, "--budget")

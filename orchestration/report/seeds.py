@@ -95,7 +95,7 @@ def groups(records: Sequence[TrialRecord]) -> list[Group]:
     named by its variant, else by its searched values (:func:`configuration_name`)."""
     out: dict[str, Group] = {}
     for r in records:
-        if r.status != "TERMINATED":
+        if not r.complete:  # failed, or stopped before its epochs (ASHA, a time budget): no seed to average
             continue
         params = {k: v for k, v in r.params.items() if k != "repeat"}
         key = repr(sorted(params.items(), key=str))
@@ -143,6 +143,13 @@ def summary_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
         lines.append(markdown_row(cells))
     unit = "PSNR (dB)" if sr else "Top-1 accuracy (%)"
     lines += ["", f"{unit}: mean ± standard deviation over seeds (number of seeds)."]
+    stopped = [r for r in records if r.status in ("TERMINATED", "STOPPED") and not r.complete]
+    if stopped:  # with repeats, seeds that ended at other epochs are said, never averaged
+        lines.append(
+            "Left out, stopped before their epochs: "
+            + "; ".join(f"{r.name} ({r.ended}, {r.epochs} of {r.planned} epochs)" for r in stopped)
+            + "."
+        )
     return "\n".join(lines)
 
 

@@ -97,7 +97,10 @@ def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     tags = trial["tags"]
     params = search_values(trial)
     status = "TERMINATED" if trial["status"] == "FINISHED" else trial["status"]
-    return TrialRecord(
+    ended = tags.get(tag_names.ENDED, "finished" if status == "TERMINATED" else "failure")
+    if status == "TERMINATED" and ended == "budget":
+        status = "STOPPED"
+    record = TrialRecord(
         tags.get(tag_names.TRIAL_ID, trial["run_id"]),
         trial["name"] or trial["run_id"],
         tags.get(tag_names.METHOD, "?"),
@@ -105,6 +108,15 @@ def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
         rows,
         status,
     )
+    record.ended = ended if ended in ENDINGS else "?"
+    epochs = tags.get(tag_names.EPOCHS, "")
+    record.epochs = int(epochs) if epochs.isdigit() and len(epochs) < 8 else None
+    start, end = trial.get("start_ms"), trial.get("end_ms")
+    record.wall_s = (end - start) / 1000 if isinstance(start, int) and isinstance(end, int) else None
+    return record
+
+
+ENDINGS = ("finished", "ASHA", "budget", "failure", "interrupted", "stopped")
 
 
 # What may differ between two runs of one study whose seeds the report pools: how many seeds each ran.

@@ -26,6 +26,22 @@ class TrialRecord:
     front: str | None = None  # the front the trial selected (JSON of orchestration.fronts.Front)
     metrics: dict[str, float] = field(default_factory=dict)  # its last numeric metrics
     curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss/..., acc/...
+    epochs: int | None = None  # epochs trained
+    planned: int | None = None  # epochs its configuration asked for
+    ended: str = "finished"  # what ended it: finished, ASHA, budget, failure, interrupted
+    wall_s: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Trained as its configuration asked: a seed that may be averaged with the others."""
+        return self.status == "TERMINATED" and self.ended == "finished"
+
+
+def how_it_ended(record: TrialRecord) -> tuple[str, str, str]:
+    """The study table's last cells: epochs trained (of planned), what ended the trial, its wall time."""
+    epochs = "" if record.epochs is None else f"{record.epochs}" + (f"/{record.planned}" if record.planned else "")
+    wall = "" if record.wall_s is None else f"{record.wall_s:.0f} s"
+    return epochs, record.ended, wall
 
 
 def markdown_row(cells: Sequence[Any]) -> str:
@@ -118,9 +134,11 @@ def study_rows(records: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str
     measure = "psnr" if is_sr(records) else "acc"
     header = ["trial", "method", *keys, "status"]
     header += [f"{measure} {s}" for s in switches] + [f"matched {s}" for s in switches]
+    header += ["epochs", "planned epochs", "ended", "wall_s"]
     out = []
     for r in records:
         row: dict[str, Any] = {"trial": r.name, "method": r.label, "status": r.status}
+        row.update({"epochs": r.epochs, "planned epochs": r.planned, "ended": r.ended, "wall_s": r.wall_s})
         row.update({k: _fmt_param(r.params.get(k)) for k in keys})
         for s in switches:
             acc, matched = cell(r, s)
@@ -148,15 +166,15 @@ def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
     switches = columns(records)
     keys = param_keys(records)
     sr = is_sr(records)
-    head = ["trial", "method", *keys] + [f"{s}" for s in switches]
+    head = ["trial", "method", *keys] + [f"{s}" for s in switches] + ["epochs", "ended", "wall"]
     lines = ([f"**{title}**", ""] if title else []) + [markdown_row(head)]
-    lines.append("|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(switches)) + "|")
+    lines.append("|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(switches) + ["---:", "---", "---:"]) + "|")
     # the cost row: multiply-adds of each switch (total / busiest device), from the first trial having it
     cost = []
     for s in switches:
         found = next((row for r in records for row in r.rows if row["switch"] == s), None)
         cost.append("" if found is None else f"{found['macs'] / 1e6:.1f} / {found['max_device_macs'] / 1e6:.1f}")
-    lines.append("| MMACs (total / per device) | | " + " | " * len(keys) + " | ".join(cost) + " |")
+    lines.append("| MMACs (total / per device) | | " + " | " * len(keys) + " | ".join(cost) + " | | | |")
     for r in records:
         cells = [r.name, r.label + ("" if r.status == "TERMINATED" else f" ({r.status})")]
         cells += [str(_fmt_param(r.params.get(k, ""))) for k in keys]
@@ -168,7 +186,7 @@ def study_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
             if matched and matched != s:
                 text += f" ({matched.strip('[]')})"
             cells.append(text)
-        lines.append(markdown_row(cells))
+        lines.append(markdown_row([*cells, *how_it_ended(r)]))
     measure = "PSNR (dB, Y channel, border = scale)" if sr else "Top-1 accuracy (%)"
     lines += [
         "",

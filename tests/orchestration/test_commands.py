@@ -81,7 +81,7 @@ def test_status_shows_each_trials_state_epoch_metrics_and_failure(store, capsys)
     assert "4 trial(s)" in out
     row = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.splitlines() if "-seed" in line}
     assert row["wide-seed1"][1:3] == ["FAILED", "1"] and row["wide-seed1"][-1].strip(" |") == "loss is NaN at epoch 1"
-    assert row["wide-seed0"][1:3] == ["FINISHED", "2"] and "acc/1.0 0.81" in row["wide-seed0"][4]
+    assert row["wide-seed0"][1:3] == ["FINISHED", "2"] and "acc/1.0 0.81" in row["wide-seed0"][5]
 
 
 def test_show_prints_what_the_study_logged_else_builds_the_table(store, capsys):

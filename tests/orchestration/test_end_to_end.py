@@ -4,6 +4,8 @@ import csv
 import io
 import itertools
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +236,29 @@ def test_an_optuna_trial_trains_its_seeds_and_reports_their_mean(study_env, tmp_
         assert scores and all(len(seed_values) == 2 for seed_values in scores)  # both seeds' measures kept
     summary = Path(client.download_artifacts(parents[0].info.run_id, "study/summary.md", str(tmp_path / "dl")))
     assert " (2) |" in summary.read_text()
+
+
+def test_a_time_budget_stops_the_study_on_time_and_says_so(study_env, tmp_path):
+    """search.time_budget: Tune stops the trials then; the study ends (not as interrupted), its table
+    and `paradis-study status` say which trials the budget stopped and at which epoch, and no stopped
+    trial is averaged."""
+    budget = 25
+    start = time.perf_counter()
+    proc = run_study(
+        ["studies/quickstart.yaml", "--smoke", "--set", f"search.time_budget={budget}s", "--set", "training.epochs=40"],
+        study_env,
+    )
+    wall = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"time budget of {budget} s reached: 0 of 3 trials finished" in proc.stdout, out[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "_" in line.split(" | ")[0]]
+    assert rows and all(" | budget | " in row for row in rows), rows
+    assert all(re.search(r" \| (\d+)/40 \| budget \| ", row) for row in rows), rows
+    assert wall < budget + 120  # Ray's start, the reports and MLflow on 2 busy cores; not 40 epochs
+    _, parents, _ = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["paradis.ended"].startswith(f"time budget of {budget} s reached")
+    status = run_study(["status", "quickstart"], study_env)
+    assert status.returncode == 0 and f"time budget of {budget} s reached" in status.stdout, status.stderr
+    assert " | budget | " in status.stdout
