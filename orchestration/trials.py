@@ -9,7 +9,6 @@ the same data, so what passes the checks is what the trial runs."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from dataclasses import dataclass
@@ -18,30 +17,12 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from orchestration.spec import StudySpec
-from paradis.config import ConfigError, RunConfig, format_validation_error
+from paradis.config import ConfigError, RunConfig, format_validation_error, set_key
 from paradis.methods import get_method
 from paradis.util import first_line
 
 # The run configuration's keys whose value may name one of a spec's ``switch_sets``.
 SWITCH_LIST_KEYS = ("training.switches", "evaluation.switches", "evaluation.match_switches")
-
-
-def set_key(data: dict, key: str, value: Any) -> None:
-    """Set a dotted key; a mapping merges into the section already there (an override of one key of
-    a section never resets its other keys)."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = node[part] = {}
-        node = nxt
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        for k, v in value.items():
-            set_key(node[last], k, v)
-    else:
-        node[last] = copy.deepcopy(value)
 
 
 def seed_of(spec: StudySpec, variant: str | None, repeat: int) -> int:

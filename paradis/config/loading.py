@@ -3,9 +3,11 @@ overrides, and validation errors as one line naming the source and the key path.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -96,8 +98,31 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set a dotted key; a mapping merges into the section already there, key by key (an override of one
+    key of a section never resets its other keys), anything else replaces what was there (``null``
+    clears a section, so that a mapping set after it replaces it). The one rule of ``--set``, of a
+    study's variants and of its searched values. ``ConfigError`` where a key's parent is no section."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{short(part)} is not a section")
+        node = nxt
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for k, v in value.items():
+            set_key(node[last], k, v)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
 def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars or lists)."""
+    """Apply ``key.path=value`` overrides (values parsed as YAML); a mapping merges into the section
+    already there, as a variant's does (:func:`set_key`)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {short(item)}: expected key.path=value")
@@ -106,14 +131,10 @@ def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> 
             value = load_yaml_text(raw, f"{source} {short(item)}") if raw.strip() else None
         except ConfigError as err:
             raise ConfigError(f"{source} {short(item)}: cannot read the value: {str(err).split(': ', 2)[-1]}") from None
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"{source} {short(item)}: {short(part)} is not a section")
-            node = nxt
-        node[parts[-1]] = value
+        try:
+            set_key(data, key.strip(), value)
+        except ConfigError as err:
+            raise ConfigError(f"{source} {short(item)}: {err}") from None
     return data
 
 

@@ -383,6 +383,8 @@ def topology():
             "studies/quickstart.yaml",
             "--smoke",
             "--set",
+            "search.variants=null",
+            "--set",
             "search.variants={a: {training.beta: 0.0}, b: {training.beta: 0.1}}",
             check=False,
             env=submit_env,

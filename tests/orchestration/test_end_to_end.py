@@ -107,6 +107,8 @@ def test_trial_with_two_workers_runs_ddp_through_ray_train(study_env, tmp_path):
             "studies/quickstart.yaml",
             "--smoke",
             "--set",
+            "search.variants=null",
+            "--set",
             "search.variants={ddp: {training.beta: 0.1}}",
             "--set",
             "resources.workers_per_trial=2",
@@ -188,7 +190,18 @@ def test_every_reduced_study_runs_with_smoke(study_env, tmp_path, study, experim
 
 def test_repeated_seeds_give_means_intervals_and_paired_differences(study_env, tmp_path):
     variants = "search.variants={wide-ipkd: {training.beta: 0.0}, b: {training.distillation: ipkd}}"
-    args = ["studies/quickstart.yaml", "--smoke", "--set", variants, "--set", "repeats=2", "--set", "compare=wide-ipkd"]
+    args = [
+        "studies/quickstart.yaml",
+        "--smoke",
+        "--set",
+        "search.variants=null",
+        "--set",
+        variants,
+        "--set",
+        "repeats=2",
+        "--set",
+        "compare=wide-ipkd",
+    ]
     proc = run_study(args, study_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "4 of 4 trials finished" in proc.stdout

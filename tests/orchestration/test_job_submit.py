@@ -62,6 +62,8 @@ def test_job_submit_with_token_auth_lands_runs_in_the_users_store(study_env, tmp
             "studies/quickstart.yaml",
             "--smoke",
             "--set",
+            "search.variants=null",
+            "--set",
             "search.variants={wide-ipkd: {training.beta: 0.0}, ipkd: {training.distillation: ipkd}}",
         ]
         # without the token the job API refuses the submission

@@ -224,3 +224,28 @@ def test_command_line_prints_one_line_and_exits_2(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2 and "training.epochs" in proc.stderr
+
+
+def test_set_merges_a_mapping_into_its_section_exactly_as_a_variant_does():
+    base = load_study(ROOT / "studies/quickstart.yaml")
+    by_set = load_study(ROOT / "studies/quickstart.yaml", overrides=["training.optimizer={lr: 0.1, nesterov: false}"])
+    by_variant = load_study(
+        ROOT / "studies/quickstart.yaml",
+        overrides=["search.variants.ipkd={training.optimizer: {lr: 0.1, nesterov: false}}"],
+    )
+    a, b = by_set.training.optimizer, run_config_for(by_variant, {"variant": "ipkd"}).training.optimizer
+    assert a == b and a.lr == 0.1 and not a.nesterov
+    assert a.momentum == base.training.optimizer.momentum == 0.9  # kept, not reset to the default
+    assert a.weight_decay == base.training.optimizer.weight_decay
+    with pytest.raises(ConfigError, match=r"--set 'training.epochs.x=1': 'epochs' is not a section"):
+        load_study(ROOT / "studies/quickstart.yaml", overrides=["training.epochs.x=1"])
+
+
+def test_null_clears_a_section_so_that_a_mapping_set_after_it_replaces_it():
+    spec = load_study(
+        ROOT / "studies/quickstart.yaml",
+        overrides=["search.variants=null", "search.variants={only: {training.beta: 0.0}}"],
+    )
+    assert list(spec.search.variants) == ["only"]
+    merged = load_study(ROOT / "studies/quickstart.yaml", overrides=["search.variants={only: {training.beta: 0.0}}"])
+    assert list(merged.search.variants) == [*load_study(ROOT / "studies/quickstart.yaml").search.variants, "only"]

@@ -35,6 +35,8 @@ def test_trial_process_killed_mid_training_resumes_from_its_checkpoint(study_env
             "studies/quickstart.yaml",
             "--smoke",
             "--set",
+            "search.variants=null",
+            "--set",
             ONE_VARIANT,
             "--set",
             "training.epochs=3",
@@ -57,7 +59,17 @@ def test_max_failures_is_honoured(study_env, tmp_path):
     # with max_failures=0 the first fault is final: the trial fails and the study says so
     env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=1)}
     proc = run_study(
-        ["studies/quickstart.yaml", "--smoke", "--set", ONE_VARIANT, "--set", "failure.max_failures=0"], env
+        [
+            "studies/quickstart.yaml",
+            "--smoke",
+            "--set",
+            "search.variants=null",
+            "--set",
+            ONE_VARIANT,
+            "--set",
+            "failure.max_failures=0",
+        ],
+        env,
     )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "0 of 1 trials finished" in proc.stdout
@@ -71,6 +83,8 @@ def test_ray_train_worker_killed_resumes_from_checkpoint(study_env, tmp_path):
         [
             "studies/quickstart.yaml",
             "--smoke",
+            "--set",
+            "search.variants=null",
             "--set",
             ONE_VARIANT,
             "--set",
@@ -93,7 +107,9 @@ def test_ray_train_worker_killed_resumes_from_checkpoint(study_env, tmp_path):
 
 def test_non_finite_loss_fails_that_trial_with_its_reason_and_the_study_goes_on(study_env, tmp_path):
     variants = "search.variants={ok: {training.beta: 0.0}, diverges: {training.optimizer.lr: 100.0}}"
-    proc = run_study(["studies/quickstart.yaml", "--smoke", "--set", variants], study_env)
+    proc = run_study(
+        ["studies/quickstart.yaml", "--smoke", "--set", "search.variants=null", "--set", variants], study_env
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 of 2 trials finished" in proc.stdout
     _, _, children = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
@@ -285,6 +301,8 @@ def test_tracking_outage_during_training_loses_no_metric(study_env, tmp_path):
             "studies/quickstart.yaml",
             "--smoke",
             "--set",
+            "search.variants=null",
+            "--set",
             ONE_VARIANT,
             "--set",
             "training.epochs=4",
@@ -377,6 +395,8 @@ def test_worker_node_killed_its_trials_finish_elsewhere(study_env, tmp_path):
                 "studies/quickstart.yaml",
                 "--smoke",
                 "--set",
+                "search.variants=null",
+                "--set",
                 "search.variants={a: {training.beta: 0.0}, b: {training.beta: 0.1}}",
                 "--set",
                 "training.epochs=4",
@@ -410,6 +430,8 @@ def test_worker_node_killed_its_trials_finish_elsewhere(study_env, tmp_path):
 
 PARECO_TWO = [
     "--set",
+    "search.variants=null",
+    "--set",
     "search.variants={pareco: {training.method: pareco}, slimmable: {training.method: us}}",
     "--set",
     "distributable=null",
@@ -420,7 +442,14 @@ def test_pareco_trial_killed_mid_training_resumes_from_its_checkpoint(study_env,
     """The PareCO trial (its proposer's history in the checkpoint) is retried from the checkpoint and
     ends with its front."""
     env = {**study_env, "PARADIS_FAULT_INJECTION": _fault(tmp_path, exit_at_epoch=2)}
-    args = ["studies/pareco.yaml", "--smoke", "--set", "search.variants={pareco: {training.method: pareco}}"]
+    args = [
+        "studies/pareco.yaml",
+        "--smoke",
+        "--set",
+        "search.variants=null",
+        "--set",
+        "search.variants={pareco: {training.method: pareco}}",
+    ]
     args += ["--set", "distributable=null", "--set", "training.epochs=3", "--set", "failure.max_failures=1"]
     proc = run_study(args, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
