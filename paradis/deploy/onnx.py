@@ -212,21 +212,21 @@ def write_artifacts(
 
 
 # --- running the artifacts -------------------------------------------------------------------------
-def _tensors(graph) -> Iterable:
-    """Every tensor an ONNX graph holds: initializers, sparse ones, node attributes, subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
+def _tensors(message) -> Iterable:
+    """Every tensor an ONNX message holds, wherever it sits: initializers, sparse tensors' values and
+    indices, node attributes, subgraphs, model-local functions, training graphs (a walk over every message
+    field, so that no place of the format is missed)."""
+    import onnx
+
+    if isinstance(message, onnx.TensorProto):
+        yield message
+    for _, value in message.ListFields():
+        if hasattr(value, "ListFields"):  # a message
+            yield from _tensors(value)
+        elif not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):  # a repeated field
+            for item in value:
+                if hasattr(item, "ListFields"):
+                    yield from _tensors(item)
 
 
 def refuse_external_data(data: bytes, where: str) -> None:
@@ -239,7 +239,7 @@ def refuse_external_data(data: bytes, where: str) -> None:
         model = onnx.ModelProto.FromString(data)
     except Exception as err:  # protobuf raises DecodeError and others
         raise ExportError(f"{where} is not an ONNX model ({type(err).__name__})") from None
-    for tensor in _tensors(model.graph):
+    for tensor in _tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
             names = {e.key: e.value for e in tensor.external_data}
             raise ExportError(

@@ -233,3 +233,48 @@ def test_an_onnx_file_naming_external_data_is_refused(onnx_export, tmp_path, mon
         load_artifact(folder, index, "onnx")
     with pytest.raises(ExportError, match="names external data"):
         onnx_runner(folder / name)
+
+
+def _external(name: str, location: str, n: int = 10):
+    import onnx
+
+    t = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=[n])
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(4 * n))):
+        t.external_data.add(key=key, value=value)
+    return t
+
+
+def _hidden_external_data(where: str) -> bytes:
+    """A model whose only external tensor hides in a place a walk over the main graph misses."""
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    x = h.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 10])
+    y = h.make_tensor_value_info("partial", TensorProto.FLOAT, ["batch", 10])
+    opsets = [h.make_opsetid("", 20)]
+    if where == "function":
+        const = h.make_node("Constant", [], ["w"], value=_external("c", "../secret.bin"))
+        body = [const, h.make_node("Add", ["a", "w"], ["b"])]
+        func = h.make_function("local", "AddSecret", ["a"], ["b"], body, opsets)
+        graph = h.make_graph([h.make_node("AddSecret", ["x"], ["partial"], domain="local")], "g", [x], [y])
+        model = h.make_model(graph, opset_imports=[*opsets, h.make_opsetid("local", 1)], functions=[func])
+    else:  # a sparse tensor's values in a Constant's attribute
+        sparse = h.make_sparse_tensor(
+            _external("sv", "../secret.bin"), h.make_tensor("si", TensorProto.INT64, [10], list(range(10))), [10]
+        )
+        const = h.make_node("Constant", [], ["w"], sparse_value=sparse)
+        graph = h.make_graph([const, h.make_node("Add", ["x", "w"], ["partial"])], "g", [x], [y])
+        model = h.make_model(graph, opset_imports=opsets)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["function", "sparse-constant"])
+def test_external_data_is_refused_wherever_it_hides(where):
+    """Found by the second adversarial pass: a Constant inside a model-local function, or a sparse
+    Constant, named a file that ONNX Runtime (given the bytes) read from the working directory."""
+    from paradis.deploy import ExportError
+    from paradis.deploy.onnx import refuse_external_data
+
+    with pytest.raises(ExportError, match=r"names external data '\.\./secret\.bin'; refused"):
+        refuse_external_data(_hidden_external_data(where), "device0.onnx")
