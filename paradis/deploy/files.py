@@ -80,10 +80,22 @@ def _no_constant(token: str) -> float:
     raise ValueError(f"{token} is not a finite number")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key twice, parsers disagree on which one counts
+    (Python's keeps the last), so a digest checked here could differ from the one another reader uses."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {quote(key)} appears twice in an object")
+        out[key] = value
+    return out
+
+
 def parse_json(data: bytes, where: str) -> Any:
-    """JSON without NaN or infinities; a damaged or absurdly nested text is one clear error."""
+    """JSON without NaN or infinities, each object's keys different; a damaged or absurdly nested text is
+    one clear error."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ExportError(f"{where}: not valid JSON ({type(err).__name__}: {first_line(err, 200)})") from None
 

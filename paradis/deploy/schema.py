@@ -66,8 +66,12 @@ def _integral(v: Any) -> Any:
     return int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
 
 
-def count(low: int = 0, high: int | None = None, *, integral_floats: bool = False) -> Any:
-    """An int (not a bool, not a float unless ``integral_floats`` and integer-valued) in ``[low, high]``."""
+MAX_COUNT = 10**18  # bytes, multiply-adds, parameters: far above any model, far below a float's reach
+
+
+def count(low: int = 0, high: int = MAX_COUNT, *, integral_floats: bool = False) -> Any:
+    """An int (not a bool, not a float unless ``integral_floats`` and integer-valued) in ``[low, high]``
+    (bounded: a 400-digit count would overflow the floats the planner computes with)."""
     before = [BeforeValidator(_integral)] if integral_floats else []
     return Annotated[(int, *before, _within(low, high))]
 

@@ -133,6 +133,9 @@ def _bad_tables(w: Path) -> None:
         "table-bad-switch": json.dumps([{**ROW, "switch": "[half, half]"}]),
         "table-duplicate": json.dumps([ROW, ROW]),
         "table-deep": "[" * 50_000 + "]" * 50_000,
+        "table-huge-macs": json.dumps([{**ROW, "device_macs": [10**400, 1000]}]),
+        "table-huge-params": json.dumps([{**ROW, "device_params": [10, 10**400]}]),
+        "table-duplicate-key": json.dumps([ROW])[:-2] + ', "accuracy": 0.1}]',
         "table-huge": json.dumps([{**ROW, "note": "x" * (17 << 20)}]),
     }
     for name, text in tables.items():
@@ -149,6 +152,7 @@ def _bad_exports(w: Path) -> None:
         "format": lambda m: m.update(format=99),
         "huge-classes": lambda m: m["model"].update(num_classes=10**12),
         "no-digest": lambda m: m["files"].pop("device1.pt"),
+        "huge-file-bytes": lambda m: m["devices"][0].update(file_bytes=10**4000),
     }
     for name, change in variants.items():
         folder = w / f"export-{name}"
@@ -158,6 +162,11 @@ def _bad_exports(w: Path) -> None:
             change(m)
         text = json.dumps(m).replace('"accuracy": 0.8', '"accuracy": NaN') if name == "nan" else json.dumps(m)
         (folder / "manifest.json").write_text(text)
+    shutil.copytree(w / "export", w / "export-duplicate-key")  # the first entry false, the second true
+    text = (w / "export" / "manifest.json").read_text()
+    start = text.index('"device0.pt": {')
+    bogus = '"device0.pt": {"bytes": 1, "sha256": "' + "0" * 64 + '"}, '
+    (w / "export-duplicate-key" / "manifest.json").write_text(text[:start] + bogus + text[start:])
     shutil.copytree(w / "export", w / "export-tampered")
     data = bytearray((w / "export-tampered" / "device0.pt").read_bytes())
     data[len(data) // 2] ^= 1
@@ -259,6 +268,9 @@ CORPUS: dict[str, tuple[list[str], str]] = {
             "table-bad-switch": "'half' is not a number",
             "table-duplicate": "switch [0.5, 0.5] has two rows",
             "table-deep": "not valid JSON (RecursionError",
+            "table-huge-macs": "is outside [0, 1000000000000000000]",
+            "table-huge-params": "is outside [0, 1000000000000000000]",
+            "table-duplicate-key": "the key 'accuracy' appears twice in an object",
             "table-huge": "more than the limit",
             "table-missing": "does not exist",
         }.items()
@@ -317,6 +329,8 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     "verify-nan": (["verify", "{w}/export-nan"], "NaN is not a finite number"),
     "verify-format": (["verify", "{w}/export-format"], "format 99 is not one of (1, 2)"),
     "verify-huge-classes": (["verify", "{w}/export-huge-classes"], "model.num_classes 1000000000000 is outside"),
+    "verify-huge-file-bytes": (["verify", "{w}/export-huge-file-bytes"], "is outside [0, 1000000000000000000]"),
+    "verify-duplicate-key": (["verify", "{w}/export-duplicate-key"], "the key 'device0.pt' appears twice"),
     "verify-no-digest": (["verify", "{w}/export-no-digest"], "records no SHA-256 for 'device1.pt'"),
     "verify-tampered": (["verify", "{w}/export-tampered"], "device0.pt: SHA-256"),
     "verify-invalid-json": (["verify", "{w}/export-invalid-json"], "not valid JSON"),
