@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         text = " ".join(str(err).split())
         print(f"paradis {args.command}: error: {text[:1000]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        folder = getattr(args, "checkpoint_dir", None)
+        how = f"; the last checkpoint in {folder} resumes it" if folder else " (no --checkpoint-dir: nothing kept)"
+        print(f"paradis {args.command}: error: interrupted{how}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -203,3 +203,70 @@ def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path)
     blocker.write_text("x")
     with pytest.raises(ValueError, match=r"checkpoint folder .* is a file, not a folder"):
         run_training(small_config(epochs=1), checkpoint_dir=blocker)
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """A checkpoint after epoch 1 of 3 (the second adversarial pass's resumes change one part of it)."""
+    folder = tmp_path_factory.mktemp("one-epoch")
+    run_training(small_config(epochs=3), checkpoint_dir=folder, callback=lambda r: r.epoch == 1)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda s: s.pop("optimizer"), "optimizer is NoneType, not dict"),
+        (lambda s: s.pop("planner"), "planner is NoneType, not dict"),
+        (lambda s: s.update(history=5), "history is int, not list"),
+        (lambda s: s.update(model=[1, 2]), "model is list, not dict"),
+        (lambda s: s.update(torch_rng=torch.zeros(3)), "torch_rng or epoch"),
+        (lambda s: s.update(epoch=-2), "torch_rng or epoch (-2)"),
+        (lambda s: s.update(epoch=10**6), "epoch 1000000 of 3"),
+        (lambda s: s.update(scheduler={}), "cannot be restored into this run"),
+        (lambda s: s["model"].update({k: v[:1] for k, v in list(s["model"].items())[:1]}), "cannot be restored"),
+    ],
+)
+def test_a_checkpoint_that_loads_but_is_malformed_is_one_error_naming_it(one_epoch, tmp_path, change, needle):
+    import shutil
+
+    folder = tmp_path / "ck"
+    shutil.copytree(one_epoch, folder)
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    change(state)
+    torch.save(state, folder / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=f"checkpoint '{folder / 'checkpoint.pt'}'") as err:
+        run_training(small_config(epochs=3), checkpoint_dir=folder)
+    assert needle in str(err.value)
+
+
+def test_a_folder_where_a_save_moves_files_is_refused_before_training(one_epoch, tmp_path):
+    import shutil
+
+    folder = tmp_path / "ck"
+    shutil.copytree(one_epoch, folder)
+    (folder / "checkpoint.prev.pt").unlink(missing_ok=True)
+    (folder / "checkpoint.prev.pt" / "sub").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.prev\.pt is a folder; no checkpoint can be saved"):
+        run_training(small_config(epochs=3), checkpoint_dir=folder)
+
+
+def test_ctrl_c_during_paradis_train_is_one_line_saying_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "paradis", "train", "--set", "model.name=mobilenet_v1_small"]
+    cmd += ["--set", "data.name=synthetic", "--set", "training.epochs=200", "--set", "threads=1"]
+    cmd += ["--set", "data.synthetic_train=256", "--set", "data.synthetic_test=64"]
+    cmd += ["--checkpoint-dir", str(tmp_path / "ck")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # interrupt once it trains, not while it imports
+        if "epoch 1/200" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"paradis train: error: interrupted; the last checkpoint in {tmp_path / 'ck'} resumes it"
+    assert "Traceback" not in err

@@ -8,7 +8,7 @@ from typing import Any
 
 # Keys of a run configuration a resumed run may change: they decide what is measured and how fast, not
 # what is trained.
-RUN_RESUMABLE = ("evaluation.", "threads", "device", "data.num_workers")
+RUN_RESUMABLE = ("evaluation.", "threads", "device", "data.num_workers", "channels_last")
 UNSET = "<unset>"
 
 

@@ -94,6 +94,19 @@ def torch_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
+# what a resumable checkpoint holds, and the type of each part (a file that loads may still lack one)
+PARTS = {
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "planner": dict,
+    "torch_rng": torch.Tensor,
+    "epoch": int,
+    "history": list,
+    "config": dict,
+}
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -102,6 +115,31 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a paradis checkpoint of format {CHECKPOINT_FORMAT}")
     return state
+
+
+def check_resumable(state: dict, path: Path) -> None:
+    """A checkpoint that loaded holds every part a resume restores, each of the type training saves:
+    one line naming the part otherwise, before anything is restored."""
+    for key, kind in PARTS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {str(path)!r}: {key} is {type(value).__name__}, not {kind.__name__}")
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise CheckpointError(f"checkpoint {str(path)!r}: model is not a state dict of tensors")
+    if state["torch_rng"].dtype != torch.uint8 or state["epoch"] < 0:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: torch_rng or epoch ({state['epoch']}) is not what training saves"
+        )
+
+
+def check_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A folder a checkpoint can be written into (:func:`check_writable_dir`), where neither of the
+    names a save moves files to is taken by a folder: found before the first step, not after an epoch."""
+    p = check_writable_dir(path, "checkpoint folder")
+    for name in (previous_checkpoint(p / "checkpoint.pt").name, ".checkpoint.pt.new"):
+        if (p / name).is_dir():
+            raise CheckpointError(f"checkpoint folder {str(p)!r}: {name} is a folder; no checkpoint can be saved there")
+    return p
 
 
 def load_resumable(path: Path, map_location, log: Callable[[str], None]) -> dict | None:

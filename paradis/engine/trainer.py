@@ -21,8 +21,10 @@ from paradis.config import RunConfig
 from paradis.data.splits import Splits, make_loader
 from paradis.engine.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointError,
+    check_checkpoint_dir,
+    check_resumable,
     check_same_run,
-    check_writable_dir,
     load_resumable,
     save_checkpoint,
 )
@@ -35,6 +37,7 @@ from paradis.methods.step import train_step
 from paradis.models import ParaDiSModel
 from paradis.switch import Switch, parse_switch
 from paradis.tasks import get_task
+from paradis.util import first_line
 
 
 class NonFiniteLoss(RuntimeError):
@@ -114,7 +117,7 @@ class Trainer:
         self._set_up_loaders()
         self._set_up_optimization()
         if checkpoint_dir is not None:
-            check_writable_dir(checkpoint_dir, "checkpoint folder")
+            check_checkpoint_dir(checkpoint_dir)
         self.ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
         self.resume = resume
         self.history: list[dict[str, float]] = []
@@ -189,12 +192,20 @@ class Trainer:
         state = load_resumable(self.ckpt_path, self.device, self.log)
         if state is None:
             return 0
+        check_resumable(state, self.ckpt_path)
         check_same_run(state, self.cfg.model_dump(mode="json"), self.ckpt_path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.planner.load_state_dict(state["planner"])
-        torch.set_rng_state(state["torch_rng"])
+        if state["epoch"] > self.t.epochs:
+            raise CheckpointError(f"checkpoint {str(self.ckpt_path)!r}: epoch {state['epoch']} of {self.t.epochs}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.planner.load_state_dict(state["planner"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            raise CheckpointError(
+                f"checkpoint {str(self.ckpt_path)!r} cannot be restored into this run: {first_line(err, 200)}"
+            ) from None
         self.history = list(state["history"])
         self.log(f"resumed from {self.ckpt_path.parent} after epoch {int(state['epoch'])}")
         return int(state["epoch"])
