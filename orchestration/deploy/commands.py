@@ -38,7 +38,13 @@ from paradis.deploy import (
 )
 from paradis.deploy.export import copy_export, files_to_replace
 from paradis.deploy.files import quote
-from paradis.deploy.latency import LatencyTable, merged_rows, read_latency_tables, table_latencies
+from paradis.deploy.latency import (
+    LatencyTable,
+    check_tables_of,
+    merged_rows,
+    read_latency_tables,
+    table_latencies,
+)
 from paradis.deploy.load import load_fusion, load_subnetwork
 from paradis.deploy.manifest import named_files
 from paradis.deploy.planner import Latencies, SwitchOption
@@ -142,6 +148,8 @@ def plan_inputs(args: argparse.Namespace) -> tuple[list[Device], list, Latencies
     if not (args.checkpoint or args.run_id):
         return devices, merged_rows(tables or []), latencies
     trained = load_source(args)
+    if tables:
+        check_tables_of(tables, trained.model_args(), "the trained model")
     if args.measure_batch:
         check_batch(args.measure_batch, trained.input_size, "--measure-batch")
     switches = switches_with_stats(trained.model, args.switches, "switch") if args.switches else None

@@ -148,6 +148,12 @@ class LatencyTable:
     data: dict[str, Any]
     path: str = ""
 
+    @property
+    def model(self) -> dict[str, Any] | None:
+        """The model the table was measured on (``None`` where the table does not say)."""
+        model = self.data.get("model")
+        return model if isinstance(model, dict) else None
+
     def rows(self) -> list[SwitchOption]:
         """The planner's rows (accuracy, multiply-adds, parameters) of the switches measured here."""
         return [_option(row, f"latency table {quote(self.path)}") for row in self.data["switches"]]
@@ -210,7 +216,29 @@ def read_latency_tables(paths: Iterable[str | os.PathLike]) -> list[LatencyTable
     if len({t.batch for t in tables}) > 1:
         batches = {t.device: t.batch for t in tables}
         raise ValueError(f"latency tables measured at different batch sizes: {quote(batches)}")
+    if len({model_key(t.model) for t in tables if t.model}) > 1:
+        models = {t.device: model_key(t.model) for t in tables if t.model}
+        raise ValueError(f"latency tables measured on different models: {quote(models)}")
     return tables
+
+
+MODEL_KEYS = ("name", "num_classes", "in_chans", "wide_factor")
+
+
+def model_key(model: dict[str, Any] | None) -> tuple:
+    """What tells one model from another in a latency table or a trained model's arguments."""
+    return tuple((model or {}).get(k) for k in MODEL_KEYS)
+
+
+def check_tables_of(tables: Sequence[LatencyTable], model: dict[str, Any], what: str) -> None:
+    """Latency tables measured on ``model`` (registry arguments), else refused naming both: a table of
+    another model would plan with another model's times."""
+    for t in tables:
+        if t.model and model_key(t.model) != model_key(model):
+            raise ValueError(
+                f"the latency table of device {quote(t.device)} was measured on {quote(model_key(t.model))}, "
+                f"not on {what} {quote(model_key(model))}"
+            )
 
 
 def table_latencies(tables: Sequence[LatencyTable], runtime: str, statistic: str) -> Latencies:

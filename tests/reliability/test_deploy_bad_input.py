@@ -77,6 +77,11 @@ def _latency_tables(w: Path) -> None:
         "lat-dup": {"a": _latency("a"), "a-again": _latency("a")},
         "lat-bad": {"a": {**_latency("a"), "format": "csv"}},
         "lat-p50-above-p95": {"a": _latency("a", p50=0.003)},
+        "lat-two-models": {
+            "a": {**_latency("a"), "model": {"name": "mobilenet_v1_small", "num_classes": 10, "in_chans": 1}},
+            "b": {**_latency("b"), "model": {"name": "resnet18", "num_classes": 1000, "in_chans": 3}},
+        },
+        "lat-other-model": {"a": {**_latency("a"), "model": {"name": "resnet18", "num_classes": 1000, "in_chans": 3}}},
         "prof-out": {"a": _latency("a")},
     }.items():
         (w / folder).mkdir()
@@ -345,6 +350,14 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     ),
     "plan-latency-batches": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-batch"], "different batch"),
     "plan-latency-duplicate": (["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-dup"], "two latency tables"),
+    "plan-latency-two-models": (
+        ["plan", "--budget-ms", "5", "--latency-table", "{w}/lat-two-models"],
+        "latency tables measured on different models",
+    ),
+    "plan-latency-of-another-model": (
+        ["plan", "--budget-ms", "5", *ck("good.pt"), "--latency-table", "{w}/lat-other-model"],
+        "the latency table of device 'a' was measured on ('resnet18', 1000, 3, None), not on the trained model",
+    ),
     "plan-latency-not-json": (["plan", "--budget-ms", "5", "--latency-table", "{w}/table-not-json.json"], "JSON"),
     "plan-latency-with-measure": (
         [*PLAN, "--latency-table", "{w}/lat-good", *ck("good.pt"), "--measure-batch", "4"],
