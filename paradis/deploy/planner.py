@@ -235,7 +235,13 @@ def _assign(
                 lat = [cost[i][d] for i, d in enumerate(perm)]
                 if best_key is None or (max(lat), sum(lat)) < best_key:
                     best, best_key = list(perm), (max(lat), sum(lat))
-        return (best, "") if best is not None else (None, "no assignment fits every sub-network into a device's memory")
+        if best is not None:
+            return best, ""
+        timed = [d for d in range(n) if all(math.isfinite(cost[i][d]) for i in range(k))]
+        if len(timed) < k and all(dev.memory is None for dev in devices):  # the latencies, not the memory
+            untimed = ", ".join(devices[d].name for d in range(n) if d not in timed)
+            return None, f"{k} sub-networks need {k} devices with a latency for them; none for: {untimed}"
+        return None, "no assignment fits every sub-network into a device's memory"
     free = sorted(range(n), key=lambda d: -devices[d].speed)
     best = [0] * k
     for i in sorted(range(k), key=lambda i: -max(c for c in cost[i] if math.isfinite(c))):

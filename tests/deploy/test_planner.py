@@ -144,3 +144,14 @@ def test_greedy_assignment_equals_the_exhaustive_one_when_memory_does_not_bind(m
         )
         assert got.device_of(0) == "d1"  # the largest (or an equal) sub-network on the fastest device
     assert exhaustive[2].latency_s == pytest.approx(0.108 / 2.0)  # [0.5, 0.25, 0.25]: 0.5 on d1
+
+
+def test_a_device_without_a_latency_for_a_switch_is_said_so_not_a_memory_shortage():
+    """Found by the second adversarial pass: device b's table lacked [0.5, 0.5], and the plan blamed memory."""
+    full = SwitchOption(parse_switch("[1.0]"), 0.9, (1000,), (10,))
+    halves = SwitchOption(parse_switch("[0.5, 0.5]"), 0.8, (500, 500), (5, 5))
+    latencies = {"a": {full.switch: (0.001,), halves.switch: (0.0005, 0.0005)}, "b": {full.switch: (0.001,)}}
+    result = plan([Device("a"), Device("b")], 0.01, [full, halves], latencies=latencies)
+    assert result.switch == full.switch
+    why = {s: reason for s, _, _, reason in result.considered}[halves.switch]
+    assert why == "2 sub-networks need 2 devices with a latency for them; none for: b", why
