@@ -139,6 +139,28 @@ class Manifest(Strict):
     evaluation: dict[str, Any] | None = None
 
     @model_validator(mode="after")
+    def _reports_readable(self) -> Manifest:
+        """What ``export`` prints of a manifest (each artifact kind's writing time, the fused top-1 and its
+        seconds per kind) is there and numeric: a crafted manifest is refused here, not halfway through
+        copying a registered version."""
+
+        def finite(value: Any, low: float, high: float) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+        for kind, info in self.artifacts.items():
+            if not finite(info.get("export_seconds"), 0.0, 1e7):
+                raise ValueError(f"artifacts.{kind}.export_seconds {quote(info.get('export_seconds'))} is not seconds")
+        ev = self.evaluation
+        if ev is not None:
+            top1, seconds = ev.get("top1"), ev.get("seconds")
+            if not (isinstance(top1, dict) and isinstance(seconds, dict) and finite(ev.get("images"), 0, 1e9)):
+                raise ValueError("evaluation needs images, top1 and seconds")
+            for k, v in top1.items():
+                if not (finite(v, 0.0, 1.0) and finite(seconds.get(k), 0.0, 1e7)):
+                    raise ValueError(f"evaluation.top1.{quote(k)}: {quote(v)} is not in [0, 1], or has no seconds")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Manifest:
         """One device per sub-network, in order; a bias per class; the input's channels the model's."""
         n = len(self.parsed_switch)

@@ -158,6 +158,8 @@ def _bad_exports(w: Path) -> None:
         "huge-classes": lambda m: m["model"].update(num_classes=10**12),
         "no-digest": lambda m: m["files"].pop("device1.pt"),
         "huge-file-bytes": lambda m: m["devices"][0].update(file_bytes=10**4000),
+        "artifact-info-empty": lambda m: m.update(artifacts={"onnx": {}}),
+        "evaluation-garbage": lambda m: m.update(evaluation={"images": 5, "top1": {"torch": 2.0}, "seconds": {}}),
     }
     for name, change in variants.items():
         folder = w / f"export-{name}"
@@ -334,6 +336,8 @@ CORPUS: dict[str, tuple[list[str], str]] = {
     "verify-nan": (["verify", "{w}/export-nan"], "NaN is not a finite number"),
     "verify-format": (["verify", "{w}/export-format"], "format 99 is not one of (1, 2)"),
     "verify-huge-classes": (["verify", "{w}/export-huge-classes"], "model.num_classes 1000000000000 is outside"),
+    "verify-artifact-info-empty": (["verify", "{w}/export-artifact-info-empty"], "export_seconds None is not seconds"),
+    "verify-evaluation-garbage": (["verify", "{w}/export-evaluation-garbage"], "evaluation.top1.'torch': 2.0 is not"),
     "verify-huge-file-bytes": (["verify", "{w}/export-huge-file-bytes"], "is outside [0, 1000000000000000000]"),
     "verify-duplicate-key": (["verify", "{w}/export-duplicate-key"], "the key 'device0.pt' appears twice"),
     "verify-no-digest": (["verify", "{w}/export-no-digest"], "records no SHA-256 for 'device1.pt'"),
