@@ -283,12 +283,7 @@ def run_study(
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:
-        start = time.monotonic()
-        with sigterm_as_sigint():
-            results = tuner.fit()
-        budget = spec.search.time_budget_s
-        budget_hit = budget is not None and time.monotonic() - start >= budget
-        records = records_from(results, spec, budget_hit)
+        records, budget_hit = _fit(tuner, spec)
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
         tag_endings(tracker, parent, records)
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
@@ -297,9 +292,7 @@ def run_study(
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
         if budget_hit:
-            line = budget_line(spec, records)
-            tracker.set_tags(parent, {tag_names.ENDED: line})
-            print(f"\n[paradis] {line}")
+            say_budget(tracker, parent, spec, records)
         stopped = [r for r in records if r.status == INTERRUPTED]
         if stopped or (not budget_hit and len(records) < trial_count(spec)):
             status = "KILLED"
@@ -314,6 +307,23 @@ def run_study(
         f"open the MLflow UI with: mlflow ui --backend-store-uri {uri}"
     )
     return 0 if not failed else 1
+
+
+def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool]:
+    """Run the trials (SIGTERM as Ctrl+C); their records, and whether the time budget ended the study."""
+    start = time.monotonic()
+    with sigterm_as_sigint():
+        results = tuner.fit()
+    budget = spec.search.time_budget_s
+    budget_hit = budget is not None and time.monotonic() - start >= budget
+    return records_from(results, spec, budget_hit), budget_hit
+
+
+def say_budget(tracker: Tracker, parent: str, spec: StudySpec, records: list[TrialRecord]) -> None:
+    """The study run and the console say that the time budget ended the study, and what it left."""
+    line = budget_line(spec, records)
+    tracker.set_tags(parent, {tag_names.ENDED: line})
+    print(f"\n[paradis] {line}")
 
 
 def tag_endings(tracker: Tracker, parent: str, records: list[TrialRecord]) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from orchestration.preflight import load_study
 from orchestration.search import first_suggestions
-from orchestration.spec import apply_smoke, study_from_data
+from orchestration.smoke import apply_smoke
+from orchestration.spec import study_from_data
 from orchestration.study import dry_run_text
 from orchestration.trials import grid_points, run_config_for
 from paradis.config import ConfigError
