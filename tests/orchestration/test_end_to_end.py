@@ -78,6 +78,23 @@ def test_quickstart_smoke_then_resume_adds_no_duplicate_runs(study_env, tmp_path
     assert parents[0].info.status == "FINISHED"
     for child in children:  # finished trials were not run again: no extra epochs logged
         assert len(client.get_metric_history(child.info.run_id, "acc/1.0")) == 2
+    _the_terminal_commands_read_it(study_env, parents[0].info.run_id)
+
+
+def _the_terminal_commands_read_it(env, run_id):
+    """paradis-study list, status, show, export and compare on the store the smoke study wrote."""
+    listed = run_study(["list"], env)
+    assert listed.returncode == 0 and f"| {run_id} | quickstart | paradis-quickstart |" in listed.stdout
+    assert "| FINISHED | 3 / 0 / 3 |" in listed.stdout, listed.stdout
+    status = run_study(["status", "quickstart@latest"], env)
+    assert status.returncode == 0 and "3 trial(s)" in status.stdout, status.stderr
+    assert status.stdout.count(" | FINISHED | 2 | finished | ") == 3, status.stdout
+    show = run_study(["show", run_id], env)
+    assert show.returncode == 0 and show.stdout.startswith("**quickstart:"), show.stdout[:500]
+    exported = run_study(["export", "quickstart", "--format", "csv"], env)
+    assert exported.returncode == 0 and len(list(csv.DictReader(io.StringIO(exported.stdout)))) == 3
+    compared = run_study(["compare", run_id, "quickstart"], env)  # a run against itself: every difference 0
+    assert compared.returncode == 0 and compared.stdout.count("| +0.00 |") == 15, compared.stdout
 
 
 def test_optuna_search_with_asha_smoke(study_env, tmp_path):
