@@ -12,15 +12,20 @@ secrets=${SECRETS_DIR:-/run/secrets}
 # /proc/PID/environ.
 ini_value() { printf '%s' "${1//%/%%}"; }   # configparser: a literal % is %%
 if [[ -f $secrets/mlflow_writer_password ]]; then
+    password="$(tr -d '\n' < "$secrets/mlflow_writer_password")"   # unreadable: set -e stops here
+    if [[ -z $password ]]; then
+        echo "entrypoint: the MLflow writer password secret $secrets/mlflow_writer_password is empty" >&2
+        exit 1
+    fi
     creds="${HOME:?HOME is not set}/.mlflow/credentials"
     mkdir -p "$(dirname "$creds")" && chmod 700 "$(dirname "$creds")"
     (
         umask 077
         printf '[mlflow]\nmlflow_tracking_username = %s\nmlflow_tracking_password = %s\n' \
-            "$(ini_value "${MLFLOW_TRACKING_USERNAME:-paradis-writer}")" \
-            "$(ini_value "$(tr -d '\n' < "$secrets/mlflow_writer_password")")" > "$creds.tmp"
+            "$(ini_value "${MLFLOW_TRACKING_USERNAME:-paradis-writer}")" "$(ini_value "$password")" > "$creds.tmp"
         mv -f "$creds.tmp" "$creds"
     )
+    unset password
 fi
 if [[ -n ${MLFLOW_TRACKING_PASSWORD:-} ]]; then
     echo "entrypoint: warning: MLFLOW_TRACKING_PASSWORD is set: every Ray process inherits it;" \

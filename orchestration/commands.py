@@ -166,8 +166,12 @@ def _status(tracker, uri: str, args) -> str:
     trials = sorted(tracker.trial_details(run["run_id"]), key=lambda t: t["name"] or "")
     rows = []
     for t in trials:
-        metric = next((k for k in sorted(t["metrics"]) if k.startswith(("acc/", "psnr/"))), None)
-        epoch = tracker.last_step(t["run_id"], metric) if metric else None
+        tagged = t["tags"].get(tag_names.EPOCHS, "")  # an ended trial's; a running one's last loss step
+        epoch = (
+            int(tagged)
+            if tagged.isdigit()
+            else (tracker.last_step(t["run_id"], "loss") if "loss" in t["metrics"] else None)
+        )
         rows.append(
             [
                 t["name"],

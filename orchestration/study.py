@@ -127,13 +127,19 @@ def _last_table(result) -> str | None:
 INTERRUPTED = "INTERRUPTED"  # a trial stopped short, or never started, when the driver was stopped
 
 
-def _planned(spec: StudySpec, config: dict) -> int:
-    return run_config_for(spec, config).training.epochs
+def _planned(spec: StudySpec, config: dict) -> int | None:
+    """The epochs a trial's configuration asks for (``None`` for a configuration that does not validate:
+    an errored trial's table must still be written)."""
+    try:
+        return run_config_for(spec, config).training.epochs
+    except Exception:
+        return None
 
 
 def _short(spec: StudySpec, config: dict, metrics: dict) -> bool:
     """Whether a trial ended before its last epoch."""
-    return int(metrics.get("epoch", 0) or 0) < _planned(spec, config)
+    planned = _planned(spec, config)
+    return planned is not None and int(metrics.get("epoch", 0) or 0) < planned
 
 
 def interrupted(results, spec: StudySpec, budget_hit: bool = False) -> bool:
@@ -158,7 +164,7 @@ def _ending(result, metrics: dict, spec: StudySpec, stopped: bool, budget_hit: b
     if not _short(spec, result.config or {}, metrics):
         return "TERMINATED", "finished"
     if budget_hit:
-        return "STOPPED", "budget"
+        return ("STOPPED", "budget") if metrics.get("epoch") else ("STOPPED", "not started")
     if stopped:
         return INTERRUPTED, "interrupted"
     return "TERMINATED", "ASHA" if spec.scheduler.kind == "asha" else "stopped"
@@ -336,7 +342,7 @@ def tag_endings(tracker: Tracker, parent: str, records: list[TrialRecord]) -> No
 
 def budget_line(spec: StudySpec, records: list[TrialRecord]) -> str:
     stopped = sum(r.ended == "budget" for r in records)
-    never = max(0, trial_count(spec) - len(records))
+    never = sum(r.ended == "not started" for r in records) + max(0, trial_count(spec) - len(records))
     return (
         f"time budget of {spec.search.time_budget_s:g} s reached: {sum(r.complete for r in records)} of "
         f"{trial_count(spec)} trials finished, {stopped} stopped by the budget, {never} never started"

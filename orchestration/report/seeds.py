@@ -147,7 +147,9 @@ def summary_markdown(records: Sequence[TrialRecord], title: str = "") -> str:
     if stopped:  # with repeats, seeds that ended at other epochs are said, never averaged
         lines.append(
             "Left out, stopped before their epochs: "
-            + "; ".join(f"{r.name} ({r.ended}, {r.epochs} of {r.planned} epochs)" for r in stopped)
+            + "; ".join(
+                f"{r.name} ({r.ended}, {r.epochs}{f' of {r.planned}' if r.planned else ''} epochs)" for r in stopped
+            )
             + "."
         )
     return "\n".join(lines)

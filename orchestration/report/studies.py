@@ -116,7 +116,7 @@ def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     return record
 
 
-ENDINGS = ("finished", "ASHA", "budget", "failure", "interrupted", "stopped")
+ENDINGS = ("finished", "ASHA", "budget", "not started", "failure", "interrupted", "stopped")
 
 
 # What may differ between two runs of one study whose seeds the report pools: how many seeds each ran.

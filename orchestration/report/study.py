@@ -28,7 +28,7 @@ class TrialRecord:
     curves: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss/..., acc/...
     epochs: int | None = None  # epochs trained
     planned: int | None = None  # epochs its configuration asked for
-    ended: str = "finished"  # what ended it: finished, ASHA, budget, failure, interrupted
+    ended: str = "finished"  # what ended it: finished, ASHA, budget, not started, failure, interrupted
     wall_s: float | None = None
 
     @property

@@ -85,7 +85,8 @@ class TrialRuns:
             self.tracker.log_text(run_id, json.dumps(front["evaluated"], indent=1), "front/evaluated.json")
         ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
         if self.checkpoints != "none" and ckpt and Path(ckpt, "checkpoint.pt").is_file():
-            self._log_checkpoint(run_id, Path(ckpt, "checkpoint.pt"))
+            # the run is closed whatever happens here (a damaged file, a full /tmp, an upload error)
+            _safely("log the trained model", self._log_checkpoint, run_id, Path(ckpt, "checkpoint.pt"))
 
     def _log_checkpoint(self, run_id: str, checkpoint: Path) -> None:
         """``checkpoint/model.pt`` (the trained model alone: what deploy loads), and with ``all`` the full

@@ -115,6 +115,8 @@ def set_key(data: dict, key: str, value: Any) -> None:
     last = parts[-1]
     if isinstance(value, dict) and isinstance(node.get(last), dict):
         for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{short(str(k))} in {short(last)} is not a key (a key is a name)")
             set_key(node[last], k, v)
     else:
         node[last] = copy.deepcopy(value)

@@ -227,7 +227,8 @@ MODEL_KEYS = ("name", "num_classes", "in_chans", "wide_factor")
 
 def model_key(model: dict[str, Any] | None) -> tuple:
     """What tells one model from another in a latency table or a trained model's arguments."""
-    return tuple((model or {}).get(k) for k in MODEL_KEYS)
+    values = ((model or {}).get(k) for k in MODEL_KEYS)
+    return tuple(v if v is None or isinstance(v, (str, int, float)) else repr(v)[:80] for v in values)
 
 
 def check_tables_of(tables: Sequence[LatencyTable], model: dict[str, Any], what: str) -> None:

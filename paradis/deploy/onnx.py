@@ -223,10 +223,9 @@ def _tensors(message) -> Iterable:
     for _, value in message.ListFields():
         if hasattr(value, "ListFields"):  # a message
             yield from _tensors(value)
-        elif not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):  # a repeated field
-            for item in value:
-                if hasattr(item, "ListFields"):
-                    yield from _tensors(item)
+        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and hasattr(value[0], "ListFields"):
+            for item in value:  # a repeated field of messages (numbers, like float_data, are skipped at once)
+                yield from _tensors(item)
 
 
 def refuse_external_data(data: bytes, where: str) -> None:

@@ -189,7 +189,8 @@ class Trainer:
         """Load the newest readable checkpoint, if any and asked; the epochs it completed."""
         if self.ckpt_path is None or not self.resume:
             return 0
-        state = load_resumable(self.ckpt_path, self.device, self.log)
+        # on the CPU: the RNG states must stay there; load_state_dict moves weights and optimizer state
+        state = load_resumable(self.ckpt_path, "cpu", self.log)
         if state is None:
             return 0
         check_resumable(state, self.ckpt_path)

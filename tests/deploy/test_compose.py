@@ -253,6 +253,14 @@ def test_ray_entrypoint_makes_the_token_private_and_passes_the_writer_password(t
     assert _mode(home_token) == 0o600
 
 
+def test_ray_entrypoint_refuses_an_empty_writer_password(tmp_path):
+    secrets_dir = _ray_secrets(tmp_path)
+    (secrets_dir / "mlflow_writer_password").write_text("\n")
+    proc, out = _run_ray_entrypoint(tmp_path, "ray", "start", "--address=ray-head:6379")
+    assert proc.returncode == 1 and "mlflow_writer_password is empty" in proc.stderr, proc.stderr
+    assert not (out / "argv").exists() and not (tmp_path / "home" / ".mlflow" / "credentials").exists()
+
+
 def test_ray_entrypoint_refuses_without_a_token_and_warns_of_the_admin_secret(tmp_path):
     secrets_dir = _ray_secrets(tmp_path, admin=True)
     proc, _ = _run_ray_entrypoint(tmp_path, "true")

@@ -283,8 +283,9 @@ def test_a_time_budget_stops_the_study_on_time_and_says_so(study_env, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert f"time budget of {budget} s reached: 0 of 3 trials finished" in proc.stdout, out[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "_" in line.split(" | ")[0]]
-    assert rows and all(" | budget | " in row for row in rows), rows
-    assert all(re.search(r" \| (\d+)/40 \| budget \| ", row) for row in rows), rows
+    # a trial Tune had created but not started when the time was up says so
+    assert rows and all(re.search(r" \| ([1-9]\d*/40 \| budget|0/40 \| not started) \| ", row) for row in rows), rows
+    assert any(" | budget | " in row for row in rows), rows
     assert wall < budget + 120  # Ray's start, the reports and MLflow on 2 busy cores; not 40 epochs
     _, parents, _ = mlflow_runs(tmp_path / "home" / "mlflow.db", "paradis-quickstart")
     assert parents[0].info.status == "FINISHED"

@@ -250,3 +250,8 @@ def test_null_clears_a_section_so_that_a_mapping_set_after_it_replaces_it():
     assert list(spec.search.variants) == ["only"]
     merged = load_study(ROOT / "studies/quickstart.yaml", overrides=["search.variants={only: {training.beta: 0.0}}"])
     assert list(merged.search.variants) == [*load_study(ROOT / "studies/quickstart.yaml").search.variants, "only"]
+
+
+def test_a_key_that_is_no_name_is_one_error_not_a_traceback():
+    with pytest.raises(ConfigError, match=r"'1' in 'training' is not a key"):
+        load_study(ROOT / "studies/quickstart.yaml", overrides=["training={1: 2}"])
