@@ -149,7 +149,9 @@ def test_plan_from_measured_tables_puts_each_part_where_it_runs_fastest(tmp_path
     assert str(plan(devices, 0.02, merged_rows(tables), latencies=latencies).switch) == "[1.0]"
     # a device without a table for a switch cannot run it
     only = {"gpu": latencies["gpu"], "phone": {k: v for k, v in latencies["phone"].items() if str(k) == "[1.0]"}}
-    with pytest.raises(PlanError, match=r"\[0.5, 0.5\]: no assignment fits"):
+    with pytest.raises(
+        PlanError, match=r"\[0.5, 0.5\]: 2 sub-networks need 2 devices with a latency for them; none for: phone"
+    ):
         plan(devices, 0.011, [o for o in merged_rows(tables) if str(o.switch) == "[0.5, 0.5]"], latencies=only)
     assert isinstance(merged_rows(tables)[0], SwitchOption)
 
