@@ -334,10 +334,13 @@ def say_budget(tracker: Tracker, parent: str, spec: StudySpec, records: list[Tri
 
 def tag_endings(tracker: Tracker, parent: str, records: list[TrialRecord]) -> None:
     """Each trial run says what ended it and how many epochs it trained (``status`` and the report read it)."""
-    runs = {trial_id: run_id for run_id, trial_id, _ in tracker.trial_runs(parent)}
+    runs = {trial_id: (run_id, status) for run_id, trial_id, status in tracker.trial_runs(parent)}
     for r in records:
         if r.trial_id in runs:
-            tracker.set_tags(runs[r.trial_id], {tag_names.ENDED: r.ended, tag_names.EPOCHS: str(r.epochs or 0)})
+            run_id, status = runs[r.trial_id]
+            tracker.set_tags(run_id, {tag_names.ENDED: r.ended, tag_names.EPOCHS: str(r.epochs or 0)})
+            if status == "RUNNING" and r.ended in ("budget", "not started"):  # Tune stopped it without a word
+                tracker.finish(run_id, "KILLED")
 
 
 def budget_line(spec: StudySpec, records: list[TrialRecord]) -> str:
