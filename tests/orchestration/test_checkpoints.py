@@ -2,6 +2,9 @@
 links, no ``.prev`` copy), and a tracking call is retried only when the failure is transient."""
 
 import os
+import subprocess
+import sys
+import tempfile
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -14,7 +17,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from orchestration.tracking import mlflow as tracking_mlflow
-from orchestration.trainable import persisted
+from orchestration.trainable import persisted, scratch_dir
 
 
 def test_ray_persists_the_checkpoints_alone_as_links(tmp_path):
@@ -34,6 +37,26 @@ def test_ray_persists_the_checkpoints_alone_as_links(tmp_path):
     assert (tmp_path / "paradis-trial-x-ray" / "checkpoint.pt").read_bytes() == b"newest"
     persisted(work)  # the next report starts from an empty folder
     assert (tmp_path / "paradis-trial-x-ray" / "checkpoint.pt").read_bytes() == b"next epoch"
+
+
+def test_a_new_scratch_folder_removes_those_of_ended_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    root = tmp_path / f"paradis-scratch-{os.getuid()}"
+    killed = [root / f"trial-{dead}-abc", root / f"trial-{dead}-abc-ray", root / f"rank1-{dead}-xyz"]
+    running = [root / f"trial-{os.getpid()}-old", root / f"trial-{os.getppid()}-def-ray"]
+    foreign = [root / "notes", root / "a-b-c"]
+    for d in killed + running + foreign:
+        (d / "seed0").mkdir(parents=True)
+        (d / "seed0" / "checkpoint.pt").write_bytes(b"x" * 100)
+    new = scratch_dir("trial")
+    assert new.parent == root and new.name.startswith(f"trial-{os.getpid()}-") and new.is_dir()
+    assert not any(d.exists() for d in killed)  # a trial Tune killed: its finally never ran
+    assert all(d.exists() for d in running + foreign)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "other"))
+    (tmp_path / "other").mkdir()
+    assert oct(scratch_dir("trial").parent.stat().st_mode & 0o777) == "0o700"  # private to its user
 
 
 @pytest.mark.parametrize(
