@@ -15,6 +15,7 @@ from benchmarks.common import add_common_args, report
 BENCHMARKS = (
     "switch_execution",
     "training_step",
+    "step_peak",
     "calibration",
     "data_loading",
     "orchestration_overhead",

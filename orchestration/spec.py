@@ -179,6 +179,11 @@ class ResourcesSpec(Strict):
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0, le=64)
     max_concurrent_trials: int | None = Field(None, gt=0, le=100_000)
+    # when no trial waits to start, running one-worker trials take the CPUs no trial holds (reserved in
+    # Ray's books first: never more threads than cores); a trial given more threads may differ from one
+    # that was not in the last bits (oneDNN splits its sums by thread)
+    share_free_cores: bool = True
+    max_threads_per_trial: int | None = Field(None, gt=0, le=1024)
 
 
 class FailureSpec(Strict):

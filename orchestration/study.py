@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+from orchestration.cores import CoreMeter, cores_callback, start_broker, utilisation_line
 from orchestration.preflight import check_resources
 from orchestration.progress import progress_callback
 from orchestration.report import TrialRecord, study_markdown
@@ -240,6 +241,8 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
         tracking_callback(tracker, config_of, trial_tags(spec, source), spec.tracking.checkpoints),
         progress_callback(spec),  # the per-switch table, on Ray's default output
     ]
+    if shares_cores(spec):
+        callbacks.append(cores_callback(broker_name(exp_name)))
     if storage:  # the search's Optuna study, for optuna-dashboard and optuna.load_study
         callbacks.append(optuna_recorder(spec, storage, exp_name))
 
@@ -279,17 +282,26 @@ def run_study(
         resources = ray.cluster_resources()
         check_resources(spec, source, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
     spec_data = json.dumps(spec.data_dict)
-    trainable = tune.with_resources(tune.with_parameters(study_trial, spec_data=spec_data), trial_resources(spec))
+    brokers = []  # a named actor lives while a handle does: the driver keeps it for the study's length
+
+    def trainable_for(exp_name: str):
+        cores = None
+        if shares_cores(spec):
+            cores = broker_name(exp_name)
+            brokers.append(start_broker(cores, spec.resources.max_threads_per_trial))
+        trainable = tune.with_parameters(study_trial, spec_data=spec_data, cores=cores)
+        return tune.with_resources(trainable, trial_resources(spec))
+
     if resume:
         tracker.resume_study(parent)
         print(f"[paradis] resuming {exp_dir}")
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable_for(exp_dir.name), resume_errored=True)
     else:
-        tuner, exp_dir, parent = _new_tuner(spec, spec_text, source, tracker, trainable, uri)
+        tuner, exp_dir, parent = _new_tuner(spec, spec_text, source, tracker, trainable_for, uri)
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:
-        records, budget_hit = _fit(tuner, spec)
+        records, budget_hit, cores = _fit(tuner, spec)
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
         tag_endings(tracker, parent, records)
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
@@ -297,6 +309,7 @@ def run_study(
         failed = sum(r.status not in ("TERMINATED", "STOPPED") for r in records)
         status = "FINISHED" if not failed else "FAILED"
         print("\n" + study_markdown(records, title))
+        report_cores(tracker, parent, cores)
         if budget_hit:
             say_budget(tracker, parent, spec, records)
         stopped = [r for r in records if r.status == INTERRUPTED]
@@ -315,14 +328,53 @@ def run_study(
     return 0 if not failed else 1
 
 
-def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool]:
-    """Run the trials (SIGTERM as Ctrl+C); their records, and whether the time budget ended the study."""
-    start = time.monotonic()
+def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool, dict[str, float]]:
+    """Run the trials (SIGTERM as Ctrl+C); their records, whether the time budget ended the study, and
+    how busy the cores were over the tuning loop."""
+    import ray
+
+    start, since = time.monotonic(), time.time()
     with sigterm_as_sigint():
         results = tuner.fit()
+    wall = time.monotonic() - start
     budget = spec.search.time_budget_s
-    budget_hit = budget is not None and time.monotonic() - start >= budget
-    return records_from(results, spec, budget_hit), budget_hit
+    budget_hit = budget is not None and wall >= budget
+    cores = core_use(results, since, ray.cluster_resources().get("CPU", 0.0), wall)
+    return records_from(results, spec, budget_hit), budget_hit, cores
+
+
+def core_use(results, since: float, cpus: float, wall: float) -> dict[str, float]:
+    """Busy core-seconds (the trials' CPU seconds reported during this loop) over available ones."""
+    meter = CoreMeter()
+    for i, result in enumerate(results):
+        frame = result.metrics_dataframe
+        if frame is None or "cpu_seconds" not in frame or "timestamp" not in frame:
+            continue
+        for ts, cpu in zip(frame["timestamp"], frame["cpu_seconds"]):
+            if ts >= since - 1 and cpu == cpu:  # NaN: a report without it
+                meter.add(str(i), float(cpu))
+    available = cpus * wall
+    return {
+        "core_seconds_busy": meter.busy,
+        "core_seconds_available": available,
+        "core_utilisation": meter.busy / available if available > 0 else 0.0,
+        "cpus": cpus,
+        "loop_seconds": wall,
+    }
+
+
+def report_cores(tracker: Tracker, parent: str, cores: dict[str, float]) -> None:
+    """The line and the study run's metrics of core utilisation."""
+    tracker.log_metrics(parent, {k: v for k, v in cores.items() if k != "cpus"})
+    print("\n[paradis] " + utilisation_line(cores["core_seconds_busy"], cores["cpus"], cores["loop_seconds"]))
+
+
+def shares_cores(spec: StudySpec) -> bool:
+    return spec.resources.share_free_cores and spec.resources.workers_per_trial == 1
+
+
+def broker_name(exp_name: str) -> str:
+    return f"paradis-cores-{exp_name}"
 
 
 def say_budget(tracker: Tracker, parent: str, spec: StudySpec, records: list[TrialRecord]) -> None:
@@ -352,7 +404,7 @@ def budget_line(spec: StudySpec, records: list[TrialRecord]) -> str:
     )
 
 
-def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, trainable, uri: str):
+def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, trainable_for, uri: str):
     """A new experiment folder, the study's tracking run and its Tuner: ``(tuner, folder, run id)``."""
     storage = spec.resolved_storage_path()
     storage.mkdir(parents=True, exist_ok=True)
@@ -363,7 +415,7 @@ def _new_tuner(spec: StudySpec, spec_text: str, source: str, tracker: Tracker, t
     parent = _start_tracking(spec, spec_text, source, tracker, exp_dir)
     if optuna_url:  # optuna-dashboard URL, optuna.load_study(study_name=..., storage=URL)
         tracker.set_tags(parent, {tag_names.OPTUNA_STORAGE: optuna_url, tag_names.OPTUNA_STUDY: exp_name})
-    tuner = _tuner(spec, tracker, trainable, exp_name, optuna_url, source)
+    tuner = _tuner(spec, tracker, trainable_for(exp_name), exp_name, optuna_url, source)
     (exp_dir / STATE_FILE).write_text(json.dumps({"parent_run_id": parent, "uri": uri}))
     return tuner, exp_dir, parent
 

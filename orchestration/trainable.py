@@ -11,9 +11,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from torch import get_num_threads
+
+from orchestration.cores import CoreShare
 from orchestration.faults import maybe_inject
 from orchestration.pareco import proposer_for
 from orchestration.spec import StudySpec, study_from_data
@@ -82,8 +86,9 @@ def _restore(checkpoint, workdir: Path) -> None:
         checkpoint.to_directory(str(workdir))
 
 
-def study_trial(config: dict[str, Any], spec_data: str) -> None:
-    """Ray Tune function trainable: one trial of the study (``spec_data``: the spec's own data)."""
+def study_trial(config: dict[str, Any], spec_data: str, cores: str | None = None) -> None:
+    """Ray Tune function trainable: one trial of the study (``spec_data``: the spec's own data;
+    ``cores``: the name of the study's core broker, when trials share free cores)."""
     spec = study_from_data(json.loads(spec_data), "spec")
     cfg = run_config_for(spec, config)
     if spec.resources.workers_per_trial > 1:
@@ -92,19 +97,22 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
     from ray import tune
 
     workdir = scratch_dir("trial")
+    share = CoreShare(cores, tune.get_context().get_trial_id(), cfg.threads or 1) if cores else None
+    threads = share.threads if share is not None else None
     try:
         _restore(tune.get_checkpoint(), workdir)
         if spec.repeats > 1 and "repeat" not in config:  # a searched configuration: its seeds in this trial
-            _train_seeds(spec, config, workdir)
+            _train_seeds(spec, config, workdir, threads)
             return
 
         def callback(report: EpochReport) -> None:
-            tune.report(report_metrics(report), checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
+            metrics = {**report_metrics(report), "cpu_seconds": time.process_time(), "threads": get_num_threads()}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
             maybe_inject(report.epoch)
 
         proposer = proposer_for(cfg)
         try:
-            trainer = Trainer(cfg, checkpoint_dir=workdir, callback=callback, proposer=proposer)
+            trainer = Trainer(cfg, checkpoint_dir=workdir, callback=callback, proposer=proposer, threads=threads)
             result = trainer.fit()
         except NonFiniteLoss as err:
             # deterministic: retrying would diverge again. The trial ends, marked failed with the reason.
@@ -113,6 +121,8 @@ def study_trial(config: dict[str, Any], spec_data: str) -> None:
         if spec.front is not None and get_method(cfg.training.method).front is not None and not result.stopped_early:
             _report_front(spec, config, trainer, proposer, result, workdir)
     finally:
+        if share is not None:
+            share.close()
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(workdir.with_name(workdir.name + "-ray"), ignore_errors=True)
 
@@ -137,19 +147,22 @@ def mean_table(tables: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _train_seeds(spec: StudySpec, config: dict, workdir: Path) -> None:
+def _train_seeds(spec: StudySpec, config: dict, workdir: Path, threads=None) -> None:
     """One searched configuration trained with ``repeats`` seeds, epoch by epoch; the searcher and the
     scheduler see the mean over seeds."""
     from ray import tune
 
     cfgs = [run_config_for(spec, {**config, "repeat": k}) for k in range(spec.repeats)]
-    trainers = [Trainer(c, checkpoint_dir=workdir / f"seed{k}", proposer=proposer_for(c)) for k, c in enumerate(cfgs)]
+    trainers = [
+        Trainer(c, checkpoint_dir=workdir / f"seed{k}", proposer=proposer_for(c), threads=threads)
+        for k, c in enumerate(cfgs)
+    ]
     done = [t.start() for t in trainers]
     try:
         for epoch in range(min(done), cfgs[0].training.epochs):
             reports = [t.run_epoch(epoch) if epoch >= d else None for t, d in zip(trainers, done)]
             metrics = mean_metrics([r.metrics if r else t.history[epoch] for r, t in zip(reports, trainers)])
-            out: dict[str, Any] = {**metrics, "repeats": spec.repeats}
+            out: dict[str, Any] = {**metrics, "repeats": spec.repeats, "cpu_seconds": time.process_time()}
             if all(r is not None and r.table is not None for r in reports):
                 out["table"] = json.dumps(mean_table([[row.as_dict() for row in r.table] for r in reports]))
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
@@ -171,6 +184,7 @@ def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, res
         "table": json.dumps([row.as_dict() for row in result.table]),
         "front": json.dumps(front.as_dict()),
         "hypervolume": front.hypervolume,
+        "cpu_seconds": time.process_time(),
     }
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
 
@@ -206,6 +220,17 @@ def _run_with_torch_trainer(spec: StudySpec, cfg: RunConfig) -> None:
     trainer.fit()
 
 
+def _all_ranks_cpu_seconds(device) -> float:
+    """The CPU seconds of every worker's process together (every rank reports the same epoch)."""
+    import torch
+    import torch.distributed as dist
+
+    cpu = torch.tensor([time.process_time()], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(cpu)
+    return float(cpu.item())
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train worker loop (DDP: gloo on CPU, nccl on GPU)."""
     import ray.train
@@ -215,12 +240,14 @@ def train_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg = RunConfig.model_validate(config["run"])
     workdir = scratch_dir(f"rank{rank}")
+    device = ray.train.torch.get_device()
     try:
         _restore(ray.train.get_checkpoint(), workdir)
 
         def callback(report: EpochReport) -> None:
             checkpoint = ray.train.Checkpoint.from_directory(persisted(workdir)) if rank == 0 else None
-            ray.train.report(report_metrics(report), checkpoint=checkpoint)
+            metrics = {**report_metrics(report), "cpu_seconds": _all_ranks_cpu_seconds(device)}
+            ray.train.report(metrics, checkpoint=checkpoint)
             maybe_inject(report.epoch, rank)
 
         Trainer(
@@ -228,7 +255,7 @@ def train_worker(config: dict[str, Any]) -> None:
             checkpoint_dir=workdir,
             callback=callback,
             distributed=DistributedInfo(rank=rank, world_size=world),
-            device=ray.train.torch.get_device(),
+            device=device,
             proposer=proposer_for(cfg),
         ).fit()
     finally:

@@ -15,7 +15,8 @@ from paradis.switch import Switch
 TARGET = "target"
 MEASURES = ("acc", "psnr", "top5")
 COST_PREFIXES = ("macs/", "device_macs/")
-SCALARS = ("epoch", "loss", "lr", "epoch_seconds", "samples_per_second", "eval_seconds")
+# cpu_seconds (the trial process's CPU time) and threads (its intra-op threads) come from a study's trial
+SCALARS = ("epoch", "loss", "lr", "epoch_seconds", "samples_per_second", "eval_seconds", "cpu_seconds", "threads")
 BASELINE = "psnr/bicubic"
 
 

@@ -95,8 +95,12 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         device: torch.device | None = None,
         proposer=None,
+        threads: Callable[[], int] | None = None,
     ):
+        """``threads``: polled between steps, the intra-op threads the run may use now (a study's trial
+        takes cores other trials left free); ``None`` keeps ``cfg.threads``."""
         self.started = time.perf_counter()
+        self.threads = threads
         self.cfg, self.t, self.callback = cfg, cfg.training, callback
         self.dist = distributed or DistributedInfo()
         self.log = log or _stderr
@@ -244,6 +248,7 @@ class Trainer:
                 break
             if self.cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            self._follow_threads()
             res = train_step(
                 self.train_model,
                 self.optimizer,
@@ -273,6 +278,10 @@ class Trainer:
         }
         out.update({loss_key(s): sums[s] / counts[s] for s in sums if s in self.trained})
         return out
+
+    def _follow_threads(self) -> None:
+        if self.threads is not None and (n := self.threads()) != torch.get_num_threads():
+            torch.set_num_threads(n)
 
     def evaluate(self) -> list[SwitchResult]:
         """Calibrate BN for every evaluated switch and measure it on the test split."""

@@ -4,7 +4,7 @@ each benchmark runs end to end in its quick form."""
 import pytest
 import torch
 
-from benchmarks import switch_execution
+from benchmarks import step_peak, switch_execution
 from benchmarks.common import Row
 from paradis import create_model, parse_switch, profile
 
@@ -78,3 +78,74 @@ def test_quick_benchmarks_run(tmp_path):
     rows = json.loads(out.read_text())
     assert {r["benchmark"] for r in rows} == {"switch_execution", "training_step", "data_loading"}
     assert all(r["project_s"] > 0 and r["anchor_s"] > 0 for r in rows)
+
+
+# --- step_peak: convolution FLOP from shapes, the kinds' attribution, the quick run ------------------
+
+
+def test_step_peak_conv_flops_of_known_shapes():
+    # 2 images, 4 -> 6 channels in 2 groups, 3x3, 8x8: 2 * 2 * 6 * 8 * 8 * (4 / 2) * 3 * 3
+    assert step_peak.conv_flops((2, 4, 8, 8), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2) == 27648
+    assert step_peak.conv_flops((2, 4, 8, 8), (6, 2, 3, 3), (2, 2), (1, 1), (1, 1), 2) == 27648 // 4
+    assert step_peak.conv_flops((1, 3, 7, 7), (5, 3, 1, 1), (1, 1), (0, 0), (1, 1), 1) == 2 * 5 * 49 * 3
+    assert step_peak.conv_kind((16, 1, 3, 3), 16) == step_peak.DEPTHWISE
+    assert step_peak.conv_kind((16, 1, 3, 3), 1) == step_peak.DENSE  # a stem reading one channel
+    assert step_peak.conv_kind((32, 8, 1, 1), 2) == step_peak.DENSE  # grouped, not depthwise
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_step_peak_backward_counts_each_gradient_as_a_forward(input_grad):
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    x = torch.randn(2, 8, 6, 6, requires_grad=input_grad)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        conv(x).sum().backward()
+    counted = [step_peak.event_conv_flops(e) for e in prof.events()]
+    counted = [c for c in counted if c is not None]
+    forward = step_peak.conv_flops(x.shape, conv.weight.shape, (1, 1), (1, 1), (1, 1), 8)
+    assert counted == [(step_peak.DEPTHWISE, forward), (step_peak.DEPTHWISE, forward * (1 + input_grad))]
+
+
+@pytest.mark.parametrize("switch", ["[1.2]", "[1.0]", "[4x0.25]"])
+def test_step_peak_forward_flops_are_twice_the_model_multiply_adds(switch):
+    model = create_model("mobilenet_v1_small", num_classes=10, in_chans=1, wide_factor=1.2)
+    with torch.profiler.profile(record_shapes=True) as prof, torch.no_grad():
+        model(torch.randn(3, 1, 28, 28), switch)
+    counted = [step_peak.event_conv_flops(e) for e in prof.events() if e.name == "aten::convolution"]
+    p = profile(model, switch, (1, 28, 28))
+    head = model.head.weight.shape[0] * sum(b - a for a, b in model.head.in_ranges(parse_switch(switch)))
+    assert sum(f for _, f in counted) == 3 * 2 * (p.macs - head)
+    depthwise = [m for _, m in model.range_layers() if getattr(m, "depthwise", False)]
+    assert sum(k == step_peak.DEPTHWISE for k, _ in counted) == len(depthwise)
+
+
+@pytest.mark.slow
+def test_step_peak_attribution_adds_up_to_the_step():
+    batch = 2
+    step, model = step_peak.make_step(batch)
+    step()
+    events = step_peak.profile_steps(step, model, 1)
+    tallies = step_peak.attribute(events)
+    assert sum(t.total for t in tallies.values()) == pytest.approx(events[0].cpu_time_total / 1e6, rel=1e-6)
+    for kind in (step_peak.DENSE, step_peak.DEPTHWISE, step_peak.BN, step_peak.LOSS):
+        assert tallies[kind].forward > 0 and tallies[kind].backward > 0 and tallies[kind].optimizer == 0
+    assert tallies[step_peak.OPTIMIZER].optimizer > 0 and tallies[step_peak.OPTIMIZER].forward == 0
+    # every switch's convolutions forward, then backward for input and weight (the stem: weight only)
+    macs = head = stem = 0
+    for s in ["[1.2]", *step_peak.SWITCHES]:
+        macs += profile(model, s, (1, 28, 28)).macs
+        head += model.head.weight.shape[0] * sum(b - a for a, b in model.head.in_ranges(parse_switch(s)))
+        stem += sum(b - a for a, b in model.stem.out_ranges(parse_switch(s))) * 9 * 28 * 28
+    flop = sum(t.flop for t in tallies.values())
+    assert flop == batch * 2 * (3 * (macs - head) - stem)
+
+
+@pytest.mark.slow
+def test_quick_step_peak_runs(tmp_path):
+    out = tmp_path / "rows.json"
+    rows = step_peak.main(["--quick", "--json", str(out)])
+    dense, depthwise, whole = rows
+    assert [r.project for r in rows] == [step_peak.DENSE, step_peak.DEPTHWISE, "whole step"]
+    assert all(r.project_s > 0 and r.anchor_s > 0 for r in rows)
+    assert whole.anchor_s == pytest.approx(dense.anchor_s + depthwise.anchor_s)  # all conv FLOP at peak
+    assert dense.extra["gemm_gflops"] > 0 and dense.extra["conv_gflops"] > 0
+    assert step_peak.main(["--quick", "--device", "cuda"]) == []
