@@ -97,16 +97,18 @@ def study_trial(config: dict[str, Any], spec_data: str, cores: str | None = None
     from ray import tune
 
     workdir = scratch_dir("trial")
+    cpu0 = time.process_time()  # Tune reuses a trial's process for the next one: count this trial's part
     share = CoreShare(cores, tune.get_context().get_trial_id(), cfg.threads or 1) if cores else None
     threads = share.threads if share is not None else None
     try:
         _restore(tune.get_checkpoint(), workdir)
         if spec.repeats > 1 and "repeat" not in config:  # a searched configuration: its seeds in this trial
-            _train_seeds(spec, config, workdir, threads)
+            _train_seeds(spec, config, workdir, threads, cpu0)
             return
 
         def callback(report: EpochReport) -> None:
-            metrics = {**report_metrics(report), "cpu_seconds": time.process_time(), "threads": get_num_threads()}
+            cpu = time.process_time() - cpu0
+            metrics = {**report_metrics(report), "cpu_seconds": cpu, "threads": get_num_threads()}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
             maybe_inject(report.epoch)
 
@@ -119,7 +121,7 @@ def study_trial(config: dict[str, Any], spec_data: str, cores: str | None = None
             tune.report({FAILED_KEY: str(err)})
             return
         if spec.front is not None and get_method(cfg.training.method).front is not None and not result.stopped_early:
-            _report_front(spec, config, trainer, proposer, result, workdir)
+            _report_front(spec, config, trainer, proposer, result, workdir, cpu0)
     finally:
         if share is not None:
             share.close()
@@ -147,7 +149,7 @@ def mean_table(tables: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _train_seeds(spec: StudySpec, config: dict, workdir: Path, threads=None) -> None:
+def _train_seeds(spec: StudySpec, config: dict, workdir: Path, threads=None, cpu0: float = 0.0) -> None:
     """One searched configuration trained with ``repeats`` seeds, epoch by epoch; the searcher and the
     scheduler see the mean over seeds."""
     from ray import tune
@@ -162,7 +164,7 @@ def _train_seeds(spec: StudySpec, config: dict, workdir: Path, threads=None) -> 
         for epoch in range(min(done), cfgs[0].training.epochs):
             reports = [t.run_epoch(epoch) if epoch >= d else None for t, d in zip(trainers, done)]
             metrics = mean_metrics([r.metrics if r else t.history[epoch] for r, t in zip(reports, trainers)])
-            out: dict[str, Any] = {**metrics, "repeats": spec.repeats, "cpu_seconds": time.process_time()}
+            out: dict[str, Any] = {**metrics, "repeats": spec.repeats, "cpu_seconds": time.process_time() - cpu0}
             if all(r is not None and r.table is not None for r in reports):
                 out["table"] = json.dumps(mean_table([[row.as_dict() for row in r.table] for r in reports]))
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
@@ -171,7 +173,9 @@ def _train_seeds(spec: StudySpec, config: dict, workdir: Path, threads=None) -> 
         tune.report({FAILED_KEY: str(err)})
 
 
-def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, result, workdir: Path) -> None:
+def _report_front(
+    spec: StudySpec, config: dict, trainer: Trainer, proposer, result, workdir: Path, cpu0: float
+) -> None:
     """The end-of-trial front step, reported once more with the final table and the checkpoint."""
     from ray import tune
 
@@ -184,7 +188,7 @@ def _report_front(spec: StudySpec, config: dict, trainer: Trainer, proposer, res
         "table": json.dumps([row.as_dict() for row in result.table]),
         "front": json.dumps(front.as_dict()),
         "hypervolume": front.hypervolume,
-        "cpu_seconds": time.process_time(),
+        "cpu_seconds": time.process_time() - cpu0,
     }
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(persisted(workdir)))
 

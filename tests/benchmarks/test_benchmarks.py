@@ -149,3 +149,28 @@ def test_quick_step_peak_runs(tmp_path):
     assert whole.anchor_s == pytest.approx(dense.anchor_s + depthwise.anchor_s)  # all conv FLOP at peak
     assert dense.extra["gemm_gflops"] > 0 and dense.extra["conv_gflops"] > 0
     assert step_peak.main(["--quick", "--device", "cuda"]) == []
+
+
+# --- time_to_accuracy: the main job as a user runs it -----------------------------------------------
+
+
+def test_time_to_accuracy_goal_needs_both_accuracy_and_time():
+    from benchmarks.time_to_accuracy import line
+
+    run = {"wall_s": 290.0, "loop_s": 250.0, "top1": 0.881, "best": "t", "utilisation": 0.9}
+    run |= {"load_before": 0.1, "load_after": 1.9}
+    assert line("this", run).endswith("met)")
+    assert line("this", {**run, "top1": 0.879}).endswith("MISSED)")
+    assert line("this", {**run, "wall_s": 301.0}).endswith("MISSED)")
+
+
+@pytest.mark.slow
+def test_quick_time_to_accuracy_runs_the_study_as_a_user_does(tmp_path):
+    from benchmarks import time_to_accuracy
+
+    out = tmp_path / "rows.json"
+    (row,) = time_to_accuracy.main(["--quick", "--json", str(out)])
+    (run,) = row.extra["runs"]
+    assert row.project == "this" and row.project_s == run["wall_s"] > run["loop_s"] > 0
+    assert 0 < run["top1"] <= 1 and 0 < run["utilisation"] <= 1.05
+    assert run["best"].startswith(("wide-ipkd", "ipkd"))
