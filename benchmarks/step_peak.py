@@ -105,8 +105,9 @@ def conv_peak(batch: int, channels: int, hw: int, warmup: int, repeats: int) -> 
 # --- the training step and its profile -----------------------------------------------------------
 
 
-def make_step(batch: int):
-    """The quickstart study's ParaDiS Wide IPKD step on random Fashion-MNIST-shaped data: ``(step, model)``."""
+def make_step(batch: int, channels_last: bool = False):
+    """The quickstart study's ParaDiS Wide IPKD step on random Fashion-MNIST-shaped data: ``(step, model)``;
+    ``channels_last``: weights and input in NHWC, as the quickstart trains."""
     torch.manual_seed(0)
     cfg = TrainingConfig(
         method="paradis",
@@ -115,10 +116,12 @@ def make_step(batch: int):
         distillation="wide",
         optimizer={"lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
     )
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model("mobilenet_v1_small", num_classes=10, in_chans=1, wide_factor=cfg.wide_factor).train()
+    model = model.to(memory_format=layout)
     optimizer = make_optimizer(model, cfg)
     plan = make_planner(cfg).next_plan()
-    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(batch, 1, 28, 28).contiguous(memory_format=layout), torch.randint(0, 10, (batch,))
     return (lambda: train_step(model, optimizer, x, y, plan)), model
 
 
@@ -281,11 +284,11 @@ def run(args: argparse.Namespace) -> list[Row]:
     print(f"peak on {torch.get_num_threads()} threads: GEMM {n}^3 fp32 {peaks['gemm_gflops']:.1f} GFLOP/s, ", end="")
     print(f"conv b{cb} {cc}->{cc} 3x3 28x28 NHWC {peaks['conv_gflops']:.1f} GFLOP/s")
     batch = 8 if args.quick else args.batch
-    step, model = make_step(batch)
+    step, model = make_step(batch, args.channels_last)
     step_s = median_time(step, torch.device("cpu"), warmup=warmup + 1, repeats=repeats)
     steps = 1 if args.quick else args.steps
     tallies = attribute(profile_steps(step, model, steps))
-    case = f"mobilenet_v1_small b{batch} wide IPKD"
+    case = f"mobilenet_v1_small b{batch} wide IPKD" + (" NHWC" if args.channels_last else "")
     print(f"\n{case} {' '.join(SWITCHES)}: {step_s * 1e3:.1f} ms per step unprofiled")
     print("\n".join(table(tallies, steps, peaks["conv_gflops"])))
     return rows_for(tallies, steps, step_s, case, peaks)
@@ -296,6 +299,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     add_common_args(parser)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (default 3)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and input (as the quickstart)")
     args = parser.parse_args(argv)
     if args.device != "cpu" or args.bf16:
         print("step_peak measures fp32 on the CPU only: skipped")

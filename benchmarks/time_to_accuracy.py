@@ -5,7 +5,7 @@ and the load average around the run. Goal: at least 88 % in at most 300 s on 2 c
 
 ``--baseline`` also runs the study with ``resources.share_free_cores=false`` (the trials keep one core
 each); ``--before DIR`` also runs it from another checkout of the project (``git worktree add DIR REV``:
-the code before a change, with this environment's packages). The variants take turns, so that they are
+the code and the study file before a change, with this environment's packages). The variants take turns, so that they are
 measured side by side on the same machine.
 
     python -m benchmarks.time_to_accuracy [--baseline] [--before DIR] [--repeats N] [--set key=value ...]
@@ -48,6 +48,12 @@ def run_once(repo: Path, study: Path, sets: list[str], work: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"time_to_accuracy: the study failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return {"wall_s": wall, "load_before": load, "load_after": os.getloadavg()[0], **read_store(home / "mlflow.db")}
+
+
+def study_in(repo: Path, study: Path) -> Path:
+    """The study file as that checkout has it (its recipe, not this one's), when it is one of ours."""
+    study = study.resolve()
+    return repo / study.relative_to(REPO) if study.is_relative_to(REPO) else study
 
 
 def read_store(db: Path) -> dict:
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="paradis-tta-") as work:
         for _ in range(args.repeats):
             for name, (repo, sets) in variants.items():
-                results[name].append(run_once(repo, args.study.resolve(), sets, Path(work)))
+                results[name].append(run_once(repo, study_in(repo, args.study), sets, Path(work)))
                 print(line(name, results[name][-1]), flush=True)
     for name, runs in results.items():
         wall = sorted(r["wall_s"] for r in runs)[len(runs) // 2]

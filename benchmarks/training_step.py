@@ -26,14 +26,15 @@ MODELS = {"mobilenet_v1_small": (1, 28, 28), "resnet_small": (3, 32, 32)}
 def measure_model(name: str, size: tuple[int, ...], batch: int, repeats: int, args) -> list[Row]:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_chans=size[0]).to(device).train()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = create_model(name, num_classes=10, in_chans=size[0]).to(device, memory_format=layout).train()
     cfg = TrainingConfig(method="paradis", switches=["[1.0]", "[0.5, 0.5]", "[4x0.25]"])
     plan = make_planner(cfg).next_plan()
-    x = torch.randn(batch, *size, device=device)
+    x = torch.randn(batch, *size, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else None
-    dense = [model.extract(s, missing_stats_ok=True).to(device).train() for s in plan.switches]
+    dense = [model.extract(s, missing_stats_ok=True).to(device, memory_format=layout).train() for s in plan.switches]
     dense_opt = torch.optim.SGD([p for net in dense for p in net.parameters()], lr=1e-3, momentum=0.9)
     reference = partial(model, grouped=False)  # every layer's sub-networks one after another
 
@@ -55,7 +56,7 @@ def measure_model(name: str, size: tuple[int, ...], batch: int, repeats: int, ar
         device,
         repeats=repeats,
     )
-    case = f"{name} b{batch} " + " ".join(str(s) for s in plan.switches)
+    case = f"{name} b{batch} " + " ".join(str(s) for s in plan.switches) + (" NHWC" if args.channels_last else "")
     return [
         Row("training_step", case, "ParaDiS step (grouped)", times["paradis"], "dense switches", times["dense"]),
         Row("training_step", case, "ParaDiS step (loop)", times["loop"], "dense switches", times["dense"]),
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     add_common_args(parser)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights and input, dense nets too")
     args = parser.parse_args(argv)
     rows = run(args)
     report(rows, args, "ParaDiS training step")
