@@ -5,8 +5,8 @@ and the load average around the run. Goal: at least 88 % in at most 300 s on 2 c
 
 ``--baseline`` also runs the study with ``resources.share_free_cores=false`` (the trials keep one core
 each); ``--before DIR`` also runs it from another checkout of the project (``git worktree add DIR REV``:
-the code and the study file before a change, with this environment's packages). The variants take turns, so that they are
-measured side by side on the same machine.
+the code and the study file before a change, with this environment's packages). The variants take
+turns, so that they are measured side by side on the same machine.
 
     python -m benchmarks.time_to_accuracy [--baseline] [--before DIR] [--repeats N] [--set key=value ...]
 """
