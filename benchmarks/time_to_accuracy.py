@@ -107,8 +107,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 print(line(name, results[name][-1]), flush=True)
     for name, runs in results.items():
         wall = sorted(r["wall_s"] for r in runs)[len(runs) // 2]
-        extra = {"runs": runs}
-        rows.append(Row("time_to_accuracy", args.study.stem, name, wall, "goal", GOAL_S, goal=1.0, extra=extra))
+        top1 = min(r["top1"] for r in runs)
+        # the ratio is the time's; the goal is met only with the accuracy too
+        goal = 1.0 if top1 >= GOAL_TOP1 else None
+        label = f"{name} ({100 * top1:.2f} %)"
+        rows.append(
+            Row("time_to_accuracy", args.study.stem, label, wall, "300 s", GOAL_S, goal=goal, extra={"runs": runs})
+        )
     report(rows, args, "time to accuracy (ratio: wall time / 300 s)")
     if args.json:
         Path(args.json).with_suffix(".runs.json").write_text(json.dumps(results, indent=1))

@@ -171,6 +171,6 @@ def test_quick_time_to_accuracy_runs_the_study_as_a_user_does(tmp_path):
     out = tmp_path / "rows.json"
     (row,) = time_to_accuracy.main(["--quick", "--json", str(out)])
     (run,) = row.extra["runs"]
-    assert row.project == "this" and row.project_s == run["wall_s"] > run["loop_s"] > 0
+    assert row.project.startswith("this (") and row.project_s == run["wall_s"] > run["loop_s"] > 0
     assert 0 < run["top1"] <= 1 and 0 < run["utilisation"] <= 1.05
     assert run["best"].startswith(("wide-ipkd", "ipkd"))
