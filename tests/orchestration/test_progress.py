@@ -14,7 +14,7 @@ def _trial(trial_id, status, config, **result):
 
 
 def test_a_row_per_trial_with_each_switchs_measure_and_throttled():
-    spec = load_study(ROOT / "studies" / "quickstart.yaml", overrides=["repeats=2"])
+    spec = load_study(ROOT / "studies" / "quickstart.yaml", overrides=["repeats=2", "training.epochs=2"])
     now = [100.0]
     out = io.StringIO()
     table = ProgressTable(spec, every_s=30, out=out, clock=lambda: now[0])
