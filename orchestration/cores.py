@@ -23,7 +23,8 @@ import time
 from typing import Any
 
 POLL_S = 5.0  # how often a trial asks for its share (a Ray call, well under a millisecond of work)
-PLACE_S = 2.0  # how long a trial waits for its holder to be placed before it gives up the share
+PLACE_S = 30.0  # how long a trial lets Ray place its holder (a worker process starts) before giving up
+BACKOFF_S = 60.0  # after a holder could not be placed (another job holds the CPUs), before trying again
 
 
 class CoreLedger:
@@ -126,13 +127,15 @@ def _tell(broker_name: str, waiting: bool, running: list[str]) -> None:
 
 class CoreShare:
     """A trial's side: ``threads()`` (polled between training steps) is the trial's base CPUs plus the
-    share the broker grants and a holder actor has reserved on this node."""
+    share the broker grants and a holder actor has reserved on this node. The holder is asked for
+    without waiting: the trial trains on while Ray places it, and takes the CPUs once it is placed."""
 
     def __init__(self, broker_name: str, trial: str, base: int, clock=time.monotonic):
         import ray
 
         self.base, self.trial, self.clock = base, trial, clock
         self.held, self.holder, self.next_poll = 0, None, 0.0
+        self.asked: tuple[Any, Any, int, float] | None = None  # (holder, its ready ref, CPUs, since)
         try:
             self.broker = ray.get_actor(broker_name)
             self.node = ray.get_runtime_context().get_node_id()
@@ -143,38 +146,54 @@ class CoreShare:
             _say(f"trial {trial}: no core broker ({type(err).__name__}: {err}); it keeps its {base} CPU(s)")
 
     def threads(self) -> int:
-        if self.broker is None or self.clock() < self.next_poll:
-            return self.base + self.held
-        self.next_poll = self.clock() + POLL_S
-        try:
-            import ray
-
-            want = int(ray.get(self.broker.extra.remote(self.trial), timeout=5))
-        except Exception as err:
-            want, self.broker = 0, None
-            _say(f"trial {self.trial}: the core broker is gone ({type(err).__name__}); back to {self.base} CPU(s)")
-        if want != self.held:
-            self._release()
-            if want > 0:
-                self._hold(want)
+        if self.asked is not None:
+            self._check_asked()
+        if self.broker is not None and self.clock() >= self.next_poll:
+            self.next_poll = self.clock() + POLL_S
+            want = self._granted()
+            if want != (self.asked[2] if self.asked else self.held):
+                self._cancel_asked()
+                self._release(say=want < self.held)
+                if want > 0:
+                    self._ask(want)
         return self.base + self.held
 
-    def _hold(self, cpus: int) -> None:
+    def _granted(self) -> int:
+        import ray
+
+        try:
+            return int(ray.get(self.broker.extra.remote(self.trial), timeout=5))
+        except Exception as err:
+            self.broker = None
+            _say(f"trial {self.trial}: the core broker is gone ({type(err).__name__}); back to {self.base} CPU(s)")
+            return 0
+
+    def _ask(self, cpus: int) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        holder = (
-            ray.remote(num_cpus=0)(_Holder)
-            .options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(self.node, soft=False))
-            .remote()
-        )
-        ready, _ = ray.wait([holder.ready.remote()], timeout=PLACE_S)
-        if ready:
-            self.holder, self.held = holder, cpus
+        strategy = NodeAffinitySchedulingStrategy(self.node, soft=False)
+        holder = ray.remote(num_cpus=0)(_Holder).options(num_cpus=cpus, scheduling_strategy=strategy).remote()
+        self.asked = (holder, holder.ready.remote(), cpus, self.clock())
+
+    def _check_asked(self) -> None:
+        import ray
+
+        holder, ref, cpus, since = self.asked
+        if ray.wait([ref], timeout=0)[0] and _placed(ref):
+            self.asked, self.holder, self.held = None, holder, cpus
             _say(f"trial {self.trial}: {self.base + cpus} threads ({cpus} free CPU(s) of this node reserved for it)")
-        else:  # someone else holds them after all: no oversubscription
-            ray.kill(holder)
+        elif self.clock() - since > PLACE_S:  # someone else holds them after all: no oversubscription
+            self._cancel_asked()
+            self.next_poll = self.clock() + BACKOFF_S
             _say(f"trial {self.trial}: {cpus} free CPU(s) could not be reserved within {PLACE_S:g} s; not taken")
+
+    def _cancel_asked(self) -> None:
+        if self.asked is not None:
+            import ray
+
+            ray.kill(self.asked[0])
+            self.asked = None
 
     def _release(self, say: bool = True) -> None:
         if self.holder is not None:
@@ -186,7 +205,18 @@ class CoreShare:
         self.holder, self.held = None, 0
 
     def close(self) -> None:
+        self._cancel_asked()
         self._release(say=False)
+
+
+def _placed(ref) -> bool:
+    """Whether a finished ``ready`` call says the holder lives (a dead holder holds nothing)."""
+    import ray
+
+    try:
+        return bool(ray.get(ref, timeout=1))
+    except Exception:
+        return False
 
 
 def _say(line: str) -> None:

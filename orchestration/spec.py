@@ -182,8 +182,12 @@ class ResourcesSpec(Strict):
     # when no trial waits to start, running one-worker trials take the CPUs no trial holds (reserved in
     # Ray's books first: never more threads than cores); a trial given more threads may differ from one
     # that was not in the last bits (oneDNN splits its sums by thread)
-    share_free_cores: bool = True
-    max_threads_per_trial: int | None = Field(None, gt=0, le=1024)
+    share_free_cores: bool = Field(
+        True, description="once no trial waits, running one-worker trials take the CPUs no trial holds"
+    )
+    max_threads_per_trial: int | None = Field(
+        None, gt=0, le=1024, description="the most threads a trial takes with shared cores (default: no cap)"
+    )
 
 
 class FailureSpec(Strict):

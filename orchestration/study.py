@@ -261,6 +261,26 @@ def _tuner(spec: StudySpec, tracker: Tracker, trainable, exp_name: str, storage:
     )
 
 
+class Trainables:
+    """The study's Tune trainable for an experiment folder's name. With shared cores it starts the
+    study's core broker first, and keeps its handle: a named actor lives while a handle does."""
+
+    def __init__(self, spec: StudySpec):
+        self.spec, self.brokers = spec, []
+
+    def __call__(self, exp_name: str):
+        from ray import tune
+
+        from orchestration.trainable import study_trial
+
+        cores = None
+        if shares_cores(self.spec):
+            cores = broker_name(exp_name)
+            self.brokers.append(start_broker(cores, self.spec.resources.max_threads_per_trial))
+        trainable = tune.with_parameters(study_trial, spec_data=json.dumps(self.spec.data_dict), cores=cores)
+        return tune.with_resources(trainable, trial_resources(self.spec))
+
+
 def run_study(
     spec: StudySpec, spec_text: str, source: str, *, uri: str, resume: bool = False, address: str | None = None
 ) -> int:
@@ -269,8 +289,6 @@ def run_study(
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
     from ray import tune
-
-    from orchestration.trainable import study_trial
 
     tracker = open_tracker(uri, spec.experiment_name())
     if resume:  # decided before Ray starts
@@ -281,17 +299,7 @@ def run_study(
     if address:
         resources = ray.cluster_resources()
         check_resources(spec, source, resources.get("GPU", 0.0), resources.get("CPU", 0.0))
-    spec_data = json.dumps(spec.data_dict)
-    brokers = []  # a named actor lives while a handle does: the driver keeps it for the study's length
-
-    def trainable_for(exp_name: str):
-        cores = None
-        if shares_cores(spec):
-            cores = broker_name(exp_name)
-            brokers.append(start_broker(cores, spec.resources.max_threads_per_trial))
-        trainable = tune.with_parameters(study_trial, spec_data=spec_data, cores=cores)
-        return tune.with_resources(trainable, trial_resources(spec))
-
+    trainable_for = Trainables(spec)
     if resume:
         tracker.resume_study(parent)
         print(f"[paradis] resuming {exp_dir}")

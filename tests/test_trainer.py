@@ -260,7 +260,15 @@ def test_ctrl_c_during_paradis_train_is_one_line_saying_how_to_resume(tmp_path):
     cmd += ["--set", "data.name=synthetic", "--set", "training.epochs=200", "--set", "threads=1"]
     cmd += ["--set", "data.synthetic_train=256", "--set", "data.synthetic_test=64"]
     cmd += ["--checkpoint-dir", str(tmp_path / "ck")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no handler for it
+    # (CI runs the suite so): the child gets SIGINT's default back, as in a terminal
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     for line in proc.stdout:  # interrupt once it trains, not while it imports
         if "epoch 1/200" in line:
             break

@@ -1,6 +1,7 @@
 """Sharing free cores among a study's running trials, and counting how busy the cores were."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -69,11 +70,10 @@ class _Result:
 
 
 def test_core_use_counts_only_this_loop_reports():
-    import pandas as pd
-
-    results = [
-        _Result(pd.DataFrame({"timestamp": [50, 100, 130], "cpu_seconds": [40.0, 60.0, 90.0]})),
-        _Result(pd.DataFrame({"timestamp": [120, 140], "cpu_seconds": [30.0, float("nan")]})),
+    results = [  # Tune's metrics frames, as columns
+        _Result({"timestamp": [50, 100, 130], "cpu_seconds": [40.0, 60.0, 90.0]}),
+        _Result({"timestamp": [120, 140], "cpu_seconds": [30.0, float("nan")]}),
+        _Result({"timestamp": [120]}),  # a trial from before this change: no CPU seconds
         _Result(None),
     ]
     use = core_use(results, since=100, cpus=2, wall=60)
@@ -110,3 +110,94 @@ def test_the_last_trial_takes_the_core_the_finished_one_left(study_env, tmp_path
     use = parents[0].data.metrics
     assert 0.3 < use["core_utilisation"] <= 1.05, use
     assert use["core_seconds_busy"] <= use["core_seconds_available"] * 1.05
+
+
+class _Ref:
+    def __init__(self, value=None, ready=True):
+        self.value, self.ready = value, ready
+
+
+class _FakeRay:
+    """Just enough of Ray for CoreShare: a broker granting ``grant[0]`` CPUs, holders placed when
+    ``placed[0]`` says so, and the kills."""
+
+    def __init__(self):
+        self.grant, self.placed, self.killed, self.holders = [0], [False], [], []
+
+    def install(self, monkeypatch):
+        import ray
+
+        fake = self
+        broker = SimpleNamespace(
+            join=SimpleNamespace(remote=lambda *a: _Ref()),
+            extra=SimpleNamespace(remote=lambda trial: _Ref(fake.grant[0])),
+        )
+        monkeypatch.setattr(ray, "get_actor", lambda name: broker)
+        monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "ab" * 28))
+        monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "ab" * 28, "Resources": {"CPU": 2.0}}])
+        monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref.value)
+        monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([r for r in refs if r.ready], []))
+        monkeypatch.setattr(ray, "kill", lambda actor: fake.killed.append(actor))
+
+        def remote(**kw):
+            def wrap(cls):
+                def options(num_cpus, scheduling_strategy):
+                    def make():
+                        ref = _Ref(True, ready=False)
+                        holder = SimpleNamespace(cpus=num_cpus, ref=ref, ready=SimpleNamespace(remote=lambda: ref))
+                        fake.holders.append(holder)
+                        return holder
+
+                    return SimpleNamespace(remote=make)
+
+                return SimpleNamespace(options=options)
+
+            return wrap
+
+        monkeypatch.setattr(ray, "remote", remote)
+
+    def place(self):
+        for h in self.holders:
+            h.ref.ready = True
+
+
+def test_a_trial_raises_its_threads_only_once_its_holder_is_placed_and_gives_them_back(monkeypatch):
+    from orchestration import cores
+
+    fake, now = _FakeRay(), [0.0]
+    fake.install(monkeypatch)
+    share = CoreShare("b", "t1", 1, clock=lambda: now[0])
+    assert share.threads() == 1 and not fake.holders  # nothing granted
+    fake.grant[0] = 1
+    now[0] += cores.POLL_S
+    assert share.threads() == 1 and fake.holders[0].cpus == 1  # asked; Ray has not placed it yet
+    now[0] += 1
+    assert share.threads() == 1
+    fake.place()
+    assert share.threads() == 2  # reserved in Ray's books: now the trial may use the core
+    fake.grant[0] = 0  # a trial waits
+    assert share.threads() == 2  # until the next poll
+    now[0] += cores.POLL_S
+    assert share.threads() == 1 and fake.killed == [fake.holders[0]]
+    share.close()
+
+
+def test_a_holder_never_placed_is_given_up_and_not_asked_again_for_a_while(monkeypatch):
+    from orchestration import cores
+
+    fake, now = _FakeRay(), [0.0]
+    fake.install(monkeypatch)
+    fake.grant[0] = 1
+    share = CoreShare("b", "t1", 1, clock=lambda: now[0])
+    assert share.threads() == 1 and len(fake.holders) == 1
+    now[0] += cores.PLACE_S + 1  # another job holds the CPU
+    assert share.threads() == 1 and fake.killed == [fake.holders[0]]
+    now[0] += cores.BACKOFF_S - 1
+    assert share.threads() == 1 and len(fake.holders) == 1  # backing off
+    now[0] += 2
+    share.threads()
+    assert len(fake.holders) == 2
+    fake.place()
+    assert share.threads() == 2
+    share.close()
+    assert fake.killed[-1] is fake.holders[1]
