@@ -228,3 +228,23 @@ class _Holder:
 
     def ready(self) -> bool:
         return True
+
+
+def core_use(results, since: float, cpus: float, wall: float) -> dict[str, float]:
+    """Busy core-seconds (the trials' CPU seconds reported during this loop) over available ones."""
+    meter = CoreMeter()
+    for i, result in enumerate(results):
+        frame = result.metrics_dataframe
+        if frame is None or "cpu_seconds" not in frame or "timestamp" not in frame:
+            continue
+        for ts, cpu in zip(frame["timestamp"], frame["cpu_seconds"]):
+            if ts >= since - 1 and cpu == cpu:  # NaN: a report without it
+                meter.add(str(i), float(cpu))
+    available = cpus * wall
+    return {
+        "core_seconds_busy": meter.busy,
+        "core_seconds_available": available,
+        "core_utilisation": meter.busy / available if available > 0 else 0.0,
+        "cpus": cpus,
+        "loop_seconds": wall,
+    }

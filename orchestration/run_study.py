@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(err, args.spec)
     except LookupError as err:  # NothingToResume
         return _error(err)
-    from orchestration.study import ChangedSpec, NothingToResume, UnsafeResume, run_study
+    from orchestration.resume import ChangedSpec, NothingToResume, UnsafeResume
+    from orchestration.study import run_study
 
     spec_text = Path(args.spec).read_text(errors="replace")
     try:
@@ -108,7 +109,7 @@ def _preflight(spec, source: str, resume: bool = False) -> str:
     import logging
 
     from orchestration.preflight import check_optuna_storage, check_search, check_storage, check_switches
-    from orchestration.study import NothingToResume
+    from orchestration.resume import NothingToResume
     from orchestration.tracking import check_tracking, resolve_tracking_uri
 
     uri = resolve_tracking_uri(spec.tracking.uri)

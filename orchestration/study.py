@@ -11,89 +11,19 @@ import signal
 import time
 from pathlib import Path
 
-from orchestration.cores import CoreMeter, cores_callback, start_broker, utilisation_line
+from orchestration.cores import core_use, cores_callback, start_broker, utilisation_line
 from orchestration.preflight import check_resources
 from orchestration.progress import progress_callback
 from orchestration.report import TrialRecord, study_markdown
 from orchestration.report.curves import curve_rows
 from orchestration.report.outputs import report_study
+from orchestration.resume import STATE_FILE, resumable_experiment
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
 from orchestration.tracking.callback import FAILED_KEY, tracking_callback
 from orchestration.trials import run_config_for, trial_count, trial_name, trials
-from paradis.config.changes import RUN_RESUMABLE, config_changes, describe_changes
 from paradis.methods import describe_method
-
-STATE_FILE = "paradis_study.json"
-
-
-class NothingToResume(LookupError):
-    """``--resume`` found no interrupted run of the study."""
-
-
-class ChangedSpec(ValueError):
-    """``--resume`` with a spec that would train the rest of the study otherwise."""
-
-
-class UnsafeResume(PermissionError):
-    """The experiment folder to resume is not one this study wrote, or others could have changed it."""
-
-
-def _check_owned(path: Path) -> None:
-    """``path`` and everything under it: no symbolic link, owned by this user, not writable by group
-    or others (Ray unpickles files of an experiment folder when it restores it)."""
-    uid = os.getuid()
-    for p in [path, *path.rglob("*")]:
-        st = p.lstat()
-        if p.is_symlink():
-            raise UnsafeResume(f"{p} is a symbolic link; refusing to resume from {path}")
-        if st.st_uid != uid:
-            raise UnsafeResume(f"{p} is owned by uid {st.st_uid}, not by this user ({uid}); refusing to resume")
-        if st.st_mode & 0o022:
-            raise UnsafeResume(f"{p} is writable by group or others (mode {st.st_mode & 0o777:o}); refusing to resume")
-
-
-def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
-    """The experiment folder and parent run of this study's newest run, recorded on the run itself,
-    checked before Ray starts: inside the spec's storage path, written by this study and this user."""
-    found = tracker.latest_study_run(spec.name)
-    if found is None:
-        raise NothingToResume(f"no run of study {spec.name!r} in the tracking store to resume")
-    run_id, tags = found
-    recorded = tags.get(tag_names.EXPERIMENT_DIR)
-    if not recorded:
-        raise NothingToResume(f"the newest run {run_id} of study {spec.name!r} records no experiment folder")
-    exp_dir, storage = Path(recorded), spec.resolved_storage_path()
-    if exp_dir.resolve() != exp_dir or storage not in exp_dir.parents:
-        raise UnsafeResume(f"run {run_id} records {exp_dir}, which is not inside the storage path {storage}")
-    if not (exp_dir / "tuner.pkl").is_file() or not (exp_dir / STATE_FILE).is_file():
-        raise NothingToResume(f"{exp_dir} (of run {run_id}) holds no interrupted study to resume")
-    _check_owned(exp_dir)
-    state = json.loads((exp_dir / STATE_FILE).read_text())
-    if state.get("parent_run_id") != run_id:
-        raise UnsafeResume(f"{exp_dir / STATE_FILE} names run {state.get('parent_run_id')!r}, not {run_id}")
-    check_unchanged(spec, tracker, run_id)
-    return exp_dir, run_id
-
-
-# Keys of a study a resume may change: what is reported, how many trials run at once, how failures are
-# retried; anything else would train the rest of the study under other values than its runs record.
-STUDY_RESUMABLE = (*RUN_RESUMABLE, "description", "compare", "resources.", "failure.")
-
-
-def check_unchanged(spec: StudySpec, tracker: Tracker, run_id: str) -> None:
-    """Refuse to resume study run ``run_id`` with a spec that trains otherwise than the one it recorded
-    (``spec/resolved.json``), in one line naming the differing keys."""
-    recorded = tracker.load_text(run_id, "spec/resolved.json")
-    if recorded is None:
-        raise UnsafeResume(f"run {run_id} records no resolved spec (spec/resolved.json): its spec cannot be compared")
-    changes = config_changes(json.loads(recorded), spec.model_dump(mode="json"), STUDY_RESUMABLE)
-    if changes:
-        raise ChangedSpec(
-            f"the spec differs from the one study run {run_id} trained with ({describe_changes(changes)}); "
-            "undo the change to resume, or start a new run without --resume"
-        )
 
 
 def private_token(path: Path | None = None) -> None:
@@ -349,26 +279,6 @@ def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool, dict[str, flo
     budget_hit = budget is not None and wall >= budget
     cores = core_use(results, since, ray.cluster_resources().get("CPU", 0.0), wall)
     return records_from(results, spec, budget_hit), budget_hit, cores
-
-
-def core_use(results, since: float, cpus: float, wall: float) -> dict[str, float]:
-    """Busy core-seconds (the trials' CPU seconds reported during this loop) over available ones."""
-    meter = CoreMeter()
-    for i, result in enumerate(results):
-        frame = result.metrics_dataframe
-        if frame is None or "cpu_seconds" not in frame or "timestamp" not in frame:
-            continue
-        for ts, cpu in zip(frame["timestamp"], frame["cpu_seconds"]):
-            if ts >= since - 1 and cpu == cpu:  # NaN: a report without it
-                meter.add(str(i), float(cpu))
-    available = cpus * wall
-    return {
-        "core_seconds_busy": meter.busy,
-        "core_seconds_available": available,
-        "core_utilisation": meter.busy / available if available > 0 else 0.0,
-        "cpus": cpus,
-        "loop_seconds": wall,
-    }
 
 
 def report_cores(tracker: Tracker, parent: str, cores: dict[str, float]) -> None:

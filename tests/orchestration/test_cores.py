@@ -5,8 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestration.cores import CoreLedger, CoreMeter, CoreShare, utilisation_line
-from orchestration.study import core_use
+from orchestration.cores import CoreLedger, CoreMeter, CoreShare, core_use, utilisation_line
 from tests.orchestration.conftest import mlflow_runs, run_study
 
 

@@ -250,7 +250,7 @@ def test_resume_with_nothing_to_resume_says_so_before_ray_starts(tmp_path):
 def test_a_planted_experiment_folder_is_never_restored(tmp_path):
     """A future-dated folder planted under the storage path, with a tuner.pkl that would run code when
     unpickled, is ignored: resume follows only the folder the study's own run records."""
-    from orchestration.study import UnsafeResume, resumable_experiment
+    from orchestration.resume import UnsafeResume, resumable_experiment
     from orchestration.tracking import open_tracker
 
     os.environ["PARADIS_HOME"] = str(tmp_path / "home")
