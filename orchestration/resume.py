@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from orchestration.spec import StudySpec
+from orchestration.spec import ResourcesSpec, StudySpec
 from orchestration.tracking import Tracker, tag_names
 from paradis.config.changes import RUN_RESUMABLE, config_changes, describe_changes
 
@@ -63,9 +63,16 @@ def resumable_experiment(spec: StudySpec, tracker: Tracker) -> tuple[Path, str]:
     return exp_dir, run_id
 
 
-# Keys of a study a resume may change: what is reported, how many trials run at once, how failures are
-# retried; anything else would train the rest of the study under other values than its runs record.
-STUDY_RESUMABLE = (*RUN_RESUMABLE, "description", "compare", "resources.", "failure.")
+# Keys of a study a resume may change: what is reported, what each worker gets and how many trials run
+# at once, how failures are retried; anything else would train the rest of the study under other values
+# than its runs record (resources.workers_per_trial does: the global batch is the batch times workers).
+STUDY_RESUMABLE = (
+    *RUN_RESUMABLE,
+    "description",
+    "compare",
+    "failure.",
+    *(f"resources.{k}" for k in ResourcesSpec.model_fields if k != "workers_per_trial"),
+)
 
 
 def check_unchanged(spec: StudySpec, tracker: Tracker, run_id: str) -> None:

@@ -80,15 +80,23 @@ def search_values(trial: dict[str, Any]) -> dict[str, Any]:
     ``search.*`` params, which MLflow keeps as strings."""
     try:
         params = json.loads(trial["tags"].get(tag_names.SEARCH) or "null")
-    except json.JSONDecodeError:
-        params = None
-    if isinstance(params, dict):
-        return params
-    out: dict[str, Any] = {}
-    for key, value in (trial.get("params") or {}).items():
-        if key.startswith("search."):
-            out[key[len("search.") :]] = int(value) if key == "search.repeat" and value.isdigit() else value
-    return out
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(f"run {trial['run_id']}: its {tag_names.SEARCH} tag is not JSON of a few levels") from None
+    if not isinstance(params, dict):
+        params = {}
+        for key, value in (trial.get("params") or {}).items():
+            if key.startswith("search."):
+                params[key[len("search.") :]] = int(value) if key == "search.repeat" and value.isdigit() else value
+    if "repeat" in params:
+        params["repeat"] = _repeat_index(params["repeat"], trial["run_id"])
+    return params
+
+
+def _repeat_index(value: Any, run_id: str) -> int:
+    """A trial's repeat index: a whole number from 0 (the seed's position, by which seeds pair)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1_000_000:
+        raise ValueError(f"run {run_id}: repeat {str(value)[:40]!r} is not a repeat index (a whole number from 0)")
+    return value
 
 
 def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:

@@ -418,6 +418,32 @@ def test_a_crafted_table_in_the_store_is_one_line_naming_the_run(tmp_path, capsy
     assert not (tmp_path / "r.md").exists()
 
 
+@pytest.mark.parametrize(
+    "search, needle",
+    [
+        ({"variant": "ipkd", "repeat": "x"}, "repeat 'x' is not a repeat index"),
+        ({"variant": "ipkd", "repeat": [1]}, "repeat '[1]' is not a repeat index"),
+        ({"variant": "ipkd", "repeat": None}, "repeat 'None' is not a repeat index"),
+        ({"variant": "ipkd", "repeat": 1.5}, "repeat '1.5' is not a repeat index"),
+        ({"variant": "ipkd", "repeat": True}, "repeat 'True' is not a repeat index"),
+        ({"variant": "ipkd", "repeat": -1}, "repeat '-1' is not a repeat index"),
+        ("[" * 100_000 + "]" * 100_000, "tag is not JSON of a few levels"),
+    ],
+)
+def test_a_crafted_search_tag_in_the_store_is_one_line_naming_the_run(tmp_path, capsys, search, needle):
+    from orchestration.tracking import open_tracker, tag_names
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = _log_study(uri, "baselines", _baselines().records[:1])
+    tracker = open_tracker(uri, "paradis-baselines")
+    run = tracker.trial_details(parent)[0]["run_id"]
+    tracker.set_tags(run, {tag_names.SEARCH: search if isinstance(search, str) else json.dumps(search)})
+    code = main(["results", "--tracking-uri", uri, "--output", str(tmp_path / "r.md"), "--study", "baselines"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report:")]
+    assert code == 2 and len(lines) == 1 and f"run {run}" in lines[0] and needle in lines[0], lines
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_names_read_from_the_store_cannot_break_out_of_the_report_tables():
     records = _baselines().records
     for r in records:
