@@ -154,8 +154,22 @@ def test_ray_nodes_get_the_writer_account_never_the_admin():
     assert '< "$secrets/mlflow_writer_password"' in entry and '< "$secrets/mlflow_password"' not in entry
     # KubeRay: the Ray pods hold the writer's secret only
     rayjob = (DOCKER / "kuberay" / "rayjob.yaml").read_text()
-    assert "key: mlflow_writer_password" in rayjob and "key: mlflow_password" not in rayjob
+    assert "mlflow_writer_password" in rayjob and "mlflow_password" not in rayjob
     assert "{name: MLFLOW_TRACKING_USERNAME, value: paradis-writer}" in rayjob
+    # the password as ~/.mlflow/credentials, read-only, never in the Ray processes' environment
+    job = yaml.safe_load(rayjob)["spec"]["rayClusterSpec"]
+    for group in [job["headGroupSpec"], *job["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        (container,) = pod["containers"]
+        assert all(e["name"] != "MLFLOW_TRACKING_PASSWORD" for e in container["env"]), container["env"]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["mlflow-credentials"] == {
+            "name": "mlflow-credentials",
+            "mountPath": "/home/ray/.mlflow",
+            "readOnly": True,
+        }
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "mlflow-credentials"]
+        assert volume["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 1000
     # make-secrets.sh writes it
     assert "mlflow_writer_password" in (DOCKER / "make-secrets.sh").read_text()
     # the image that runs the server carries the script that makes the account
