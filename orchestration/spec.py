@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from orchestration.seeding import check_seeds
 from orchestration.smoke import apply_smoke
 from paradis.config import (
     ConfigError,
@@ -336,39 +337,7 @@ class StudySpec(RunConfig):
 
     @model_validator(mode="after")
     def _seeds_counted_once(self) -> StudySpec:
-        """Seeds that pair: each trained as long as the others, each once, under one name."""
-        if self.compare is not None and self.repeats < 2:
-            raise ValueError(f"compare: {self.compare!r} pairs seeds; it needs repeats of 2 or more (repeats 1)")
-        if self.search.kind == "grid" and self.search.samples > 1:
-            raise ValueError(
-                f"search.samples {self.search.samples} repeats a grid with the same seeds: every trial would "
-                f"train {self.search.samples} times alike (with repeats, counted as more seeds than trained); "
-                "give the seeds as repeats"
-            )
-        seeded = self.repeats > 1 or self.repeat_from > 0  # the runner sets each trial's seed
-        if not seeded:
-            return self
-        what = f"repeats {self.repeats}" + (f" from {self.repeat_from}" if self.repeat_from else "")
-        if self.scheduler.kind == "asha" and self.search.kind == "grid":
-            raise ValueError(
-                f"{what}: ASHA would stop a grid configuration's seeds at different epochs, and they would "
-                "be averaged as if trained alike; use scheduler.kind none with repeats"
-            )
-        searched = [
-            f"search.space.{k}"
-            for k, p in self.search.space.items()
-            if _sets_seed(k, None) or any(_sets_seed(k, v) for v in p.values())
-        ]
-        searched += [
-            f"search.variants.{v}"
-            for v, keys in self.search.variants.items()
-            if any(map(_sets_seed, keys, keys.values()))
-        ]
-        if searched:
-            raise ValueError(
-                f"{what}: {searched[0]} sets training.seed, which repeats set (seed + repeat index): the same "
-                "seed would train twice under two names, and seeds of one repeat would not pair"
-            )
+        check_seeds(self)
         return self
 
     # --- derived ---------------------------------------------------------------------------------
@@ -404,20 +373,6 @@ def study_from_data(data: dict, source: str) -> StudySpec:
 
 
 # --- loading ---------------------------------------------------------------------------------------
-def _sets_seed(key: str, value: Any) -> bool:
-    """Whether setting ``key`` to ``value`` (a dotted key; a mapping merges) sets ``training.seed``."""
-    if key == "training.seed":
-        return True
-    if not "training.seed".startswith(key + "."):
-        return False
-    node = value
-    for part in "training.seed"[len(key) + 1 :].split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def read_study(path: str | os.PathLike, *, overrides: list[str] | None = None, smoke: bool = False) -> StudySpec:
     """A study file as a validated spec: read (``--smoke`` and ``--set`` applied), a relative data
     folder pinned, the schema checked. Its trials are not checked here:

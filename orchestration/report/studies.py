@@ -81,14 +81,14 @@ def search_values(trial: dict[str, Any]) -> dict[str, Any]:
     try:
         params = json.loads(trial["tags"].get(tag_names.SEARCH) or "null")
     except (json.JSONDecodeError, RecursionError):
-        raise ValueError(f"run {trial['run_id']}: its {tag_names.SEARCH} tag is not JSON of a few levels") from None
+        raise ValueError(f"run {trial.get('run_id')}: its {tag_names.SEARCH} tag is not JSON of a few levels") from None
     if not isinstance(params, dict):
         params = {}
         for key, value in (trial.get("params") or {}).items():
             if key.startswith("search."):
                 params[key[len("search.") :]] = int(value) if key == "search.repeat" and value.isdigit() else value
     if "repeat" in params:
-        params["repeat"] = _repeat_index(params["repeat"], trial["run_id"])
+        params["repeat"] = _repeat_index(params["repeat"], trial.get("run_id"))
     return params
 
 

@@ -353,7 +353,8 @@ def test_runs_without_the_search_tag_are_read_from_their_search_params():
     assert search_values(tagged) == {"variant": "a", "repeat": 2}
     older = {"tags": {}, "params": {"search.variant": "a", "search.repeat": "2", "training.lr": "0.2"}}
     assert search_values(older) == {"variant": "a", "repeat": 2}
-    assert search_values({"tags": {"paradis.search": "not json"}, "params": {}}) == {}
+    with pytest.raises(ValueError, match=r"run r1: its paradis\.search tag is not JSON"):
+        search_values({"run_id": "r1", "tags": {"paradis.search": "not json"}, "params": {}})
 
 
 def test_c7_pairs_each_narrow_switch_of_the_eight_with_the_us_width_of_its_macs_across_studies():
