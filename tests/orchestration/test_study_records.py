@@ -1,0 +1,57 @@
+"""What ended each trial of a study, as the study table and `paradis-study status` show it."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from orchestration.preflight import load_study
+from orchestration.study import interrupted, records_from
+
+
+def _result(variant, epoch, error=None, failed=None):
+    metrics = {"epoch": epoch, "trial_id": f"t-{variant}", "time_total_s": 10.0 * epoch}
+    if failed:
+        metrics["failed_reason"] = failed
+    return SimpleNamespace(metrics=metrics, config={"variant": variant}, error=error, path=None, metrics_dataframe=None)
+
+
+def _spec(scheduler="none"):
+    return load_study("studies/quickstart.yaml", overrides=["training.epochs=4", f"scheduler.kind={scheduler}"])
+
+
+def _ended(records):
+    return {r.params["variant"]: (r.status, r.ended, r.epochs, r.planned) for r in records}
+
+
+def test_asha_stopped_trials_read_asha_and_finished_ones_finished():
+    spec = _spec("asha")
+    results = [_result("ipkd", 4), _result("wide-ipkd", 1), _result("wide-ipkd-a", 2)]
+    assert not interrupted(results, spec)
+    assert _ended(records_from(results, spec)) == {
+        "ipkd": ("TERMINATED", "finished", 4, 4),
+        "wide-ipkd": ("TERMINATED", "ASHA", 1, 4),
+        "wide-ipkd-a": ("TERMINATED", "ASHA", 2, 4),
+    }
+
+
+def test_a_study_stopped_short_without_a_scheduler_is_interrupted():
+    spec = _spec()
+    results = [_result("ipkd", 4), _result("wide-ipkd", 2), _result("wide-ipkd-a", 4)]
+    assert interrupted(results, spec)
+    assert _ended(records_from(results, spec))["wide-ipkd"] == ("INTERRUPTED", "interrupted", 2, 4)
+    assert interrupted(results[:2], _spec("asha")), "a trial Tune never created: interrupted, whatever the scheduler"
+
+
+@pytest.mark.parametrize("epoch, ended", [(2, "budget"), (0, "not started")])
+def test_the_time_budget_says_which_trials_it_stopped(epoch, ended):
+    spec = _spec()
+    results = [_result("ipkd", 4), _result("wide-ipkd", epoch), _result("wide-ipkd-a", 4)]
+    assert not interrupted(results, spec, budget_hit=True)
+    assert _ended(records_from(results, spec, budget_hit=True))["wide-ipkd"] == ("STOPPED", ended, epoch, 4)
+
+
+def test_a_failed_trial_reads_failure():
+    spec = _spec()
+    results = [_result("ipkd", 1, error=RuntimeError("boom")), _result("wide-ipkd", 4), _result("wide-ipkd-a", 4)]
+    records = {r.params["variant"]: r for r in records_from(results, spec)}
+    assert (records["ipkd"].status, records["ipkd"].ended, records["ipkd"].error) == ("ERROR", "failure", "boom")
