@@ -119,6 +119,8 @@ def record_of(trial: dict[str, Any], rows: list[dict[str, Any]]) -> TrialRecord:
     record.ended = ended if ended in ENDINGS else "?"
     epochs = tags.get(tag_names.EPOCHS, "")
     record.epochs = int(epochs) if epochs.isdigit() and len(epochs) < 8 else None
+    planned = str((trial.get("params") or {}).get("training.epochs", ""))
+    record.planned = int(planned) if planned.isdigit() and len(planned) < 8 else None
     start, end = trial.get("start_ms"), trial.get("end_ms")
     record.wall_s = (end - start) / 1000 if isinstance(start, int) and isinstance(end, int) else None
     return record

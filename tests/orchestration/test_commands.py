@@ -31,7 +31,8 @@ def _study(uri: str, name: str, accs: dict[str, dict[int, float | None]], status
         for seed, acc in seeds.items():
             params = {"variant": variant, "repeat": seed}
             tags = {tag_names.SEARCH: json.dumps(params), tag_names.METHOD: f"ParaDiS {variant}"}
-            run = tracker.start_trial(f"{variant}-{seed}", f"{variant}-seed{seed}", {}, tags)
+            tags[tag_names.EPOCHS] = "2" if acc is not None else "1"
+            run = tracker.start_trial(f"{variant}-{seed}", f"{variant}-seed{seed}", {"training.epochs": 2}, tags)
             for epoch in (1, 2) if acc is not None else (1,):
                 tracker.log_metrics(run, {"acc/1.0": (acc or 0.3) * epoch / 2, "loss": 1.0 / epoch}, step=epoch)
             if acc is None:
@@ -106,7 +107,9 @@ def test_export_writes_the_study_table_in_each_format(store, capsys, tmp_path, f
     if fmt == "json":
         data = json.loads(text)
         assert data["run_id"] == a and len(data["rows"]) == 6
-        assert {r["trial"]: r["acc [1.0]"] for r in data["rows"]}["none-seed2"] == pytest.approx(0.72)
+        row = {r["trial"]: r for r in data["rows"]}["none-seed2"]
+        assert row["acc [1.0]"] == pytest.approx(0.72)
+        assert (row["epochs"], row["planned epochs"], row["ended"]) == (2, 2, "finished")
     elif fmt == "csv":
         assert text.splitlines()[0].startswith("trial,method,variant,repeat") and len(text.splitlines()) == 7
     elif fmt == "md":
