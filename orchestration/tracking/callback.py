@@ -84,27 +84,37 @@ class TrialRuns:
             self.tracker.log_table(run_id, front["points"], "front/front.json")
             self.tracker.log_text(run_id, json.dumps(front["evaluated"], indent=1), "front/evaluated.json")
         ckpt = last.get("checkpoint_path") or (trial.checkpoint.path if trial.checkpoint else None)
-        if self.checkpoints != "none" and ckpt and Path(ckpt, "checkpoint.pt").is_file():
-            # the run is closed whatever happens here (a damaged file, a full /tmp, an upload error)
-            _safely("log the trained model", self._log_checkpoint, run_id, Path(ckpt, "checkpoint.pt"))
+        if self.checkpoints != "none" and ckpt:
+            for checkpoint, folder in _trained_models(Path(ckpt)):
+                # the run is closed whatever happens here (a damaged file, a full /tmp, an upload error)
+                _safely("log the trained model", self._log_checkpoint, run_id, checkpoint, folder)
 
-    def _log_checkpoint(self, run_id: str, checkpoint: Path) -> None:
-        """``checkpoint/model.pt`` (the trained model alone: what deploy loads), and with ``all`` the full
-        resumable ``checkpoint/checkpoint.pt``."""
+    def _log_checkpoint(self, run_id: str, checkpoint: Path, folder: str = "checkpoint") -> None:
+        """``<folder>/model.pt`` (the trained model alone: what deploy loads), and with ``all`` the full
+        resumable ``<folder>/checkpoint.pt``."""
         import tempfile
 
         from paradis.engine.checkpoint import write_model_file
 
         with tempfile.TemporaryDirectory(prefix="paradis-model-") as d:
             write_model_file(checkpoint, Path(d) / "model.pt")
-            self.tracker.log_artifact(run_id, str(Path(d) / "model.pt"), "checkpoint")
+            self.tracker.log_artifact(run_id, str(Path(d) / "model.pt"), folder)
         if self.checkpoints == "all":
-            self.tracker.log_artifact(run_id, str(checkpoint), "checkpoint")
+            self.tracker.log_artifact(run_id, str(checkpoint), folder)
 
     def error(self, trial) -> None:
         run_id = self.run(trial)
         self.tracker.set_tags(run_id, {tag_names.ERROR: _error_text(trial)[-5000:]})
         self.tracker.finish(run_id, "FAILED")
+
+
+def _trained_models(folder: Path) -> list[tuple[Path, str]]:
+    """A trial checkpoint's ``checkpoint.pt`` files and the artifact folder of each: ``checkpoint``, or
+    for a trial of several seeds (an Optuna trial with ``repeats``) ``checkpoint/seed<k>`` per seed."""
+    if (folder / "checkpoint.pt").is_file():
+        return [(folder / "checkpoint.pt", "checkpoint")]
+    seeds = sorted(p for p in folder.glob("seed*/checkpoint.pt") if p.parent.name[4:].isdigit())
+    return [(p, f"checkpoint/{p.parent.name}") for p in sorted(seeds, key=lambda p: int(p.parent.name[4:]))]
 
 
 def _safely(what: str, fn, *args) -> None:

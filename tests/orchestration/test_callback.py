@@ -93,6 +93,19 @@ def test_what_of_a_checkpoint_reaches_the_store(tmp_path, kind):
         assert logged["checkpoint/model.pt"] < 0.6 * logged["checkpoint/checkpoint.pt"]
 
 
+def test_a_trial_of_several_seeds_logs_each_seeds_model(tmp_path):
+    tracker = open_tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "callback")
+    tracker.start_study("study", {}, {})
+    runs = TrialRuns(tracker, lambda config: RunConfig(), {}, checkpoints="final")
+    folder = tmp_path / "ckpt"
+    for k in range(3):  # an Optuna trial with repeats: one checkpoint per seed (_train_seeds)
+        _checkpoint(folder / f"seed{k}")
+    (folder / "notes").mkdir()
+    runs.complete(_trial("t1", last_result={"epoch": 2, "checkpoint_path": str(folder)}))
+    logged = {a.path for k in range(3) for a in tracker.client.list_artifacts(runs.runs["t1"], f"checkpoint/seed{k}")}
+    assert logged == {f"checkpoint/seed{k}/model.pt" for k in range(3)}
+
+
 def test_a_failed_trial_is_a_failed_run_naming_why(tmp_path):
     tracker = open_tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "callback")
     tracker.start_study("study", {}, {})
