@@ -87,3 +87,23 @@ def check_unchanged(spec: StudySpec, tracker: Tracker, run_id: str) -> None:
             f"the spec differs from the one study run {run_id} trained with ({describe_changes(changes)}); "
             "undo the change to resume, or start a new run without --resume"
         )
+
+
+def tuning_seconds(exp_dir: Path) -> float:
+    """The seconds the study's earlier tuning loops used (recorded in its state file at the end of each):
+    Tune's time budget goes on from where a resumed study left it."""
+    try:
+        used = json.loads((exp_dir / STATE_FILE).read_text()).get("tuning_seconds", 0.0)
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+    return float(used) if isinstance(used, (int, float)) and not isinstance(used, bool) and 0 <= used < 1e9 else 0.0
+
+
+def record_tuning_seconds(exp_dir: Path, seconds: float) -> None:
+    path = exp_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(state, dict):
+        path.write_text(json.dumps({**state, "tuning_seconds": round(seconds, 3)}))

@@ -17,7 +17,7 @@ from orchestration.progress import progress_callback
 from orchestration.report import TrialRecord, study_markdown
 from orchestration.report.curves import curve_rows
 from orchestration.report.outputs import report_study
-from orchestration.resume import STATE_FILE, resumable_experiment
+from orchestration.resume import STATE_FILE, record_tuning_seconds, resumable_experiment, tuning_seconds
 from orchestration.search import SEARCHES, optuna_recorder, optuna_storage, tune_setup
 from orchestration.spec import StudySpec
 from orchestration.tracking import Tracker, git_commit, open_tracker, tag_names
@@ -239,7 +239,9 @@ def run_study(
     print(f"[paradis] study {spec.name}: tracking run {parent} in {uri}; Ray results in {exp_dir}")
     status, failed, records = "FAILED", 0, []
     try:
-        records, budget_hit, cores = _fit(tuner, spec)
+        used = tuning_seconds(exp_dir)
+        records, budget_hit, cores = _fit(tuner, spec, used)
+        record_tuning_seconds(exp_dir, used + cores["loop_seconds"])
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
         tag_endings(tracker, parent, records)
         title = f"{spec.name}: {spec.description}".strip().rstrip(":")
@@ -266,9 +268,10 @@ def run_study(
     return 0 if not failed else 1
 
 
-def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool, dict[str, float]]:
-    """Run the trials (SIGTERM as Ctrl+C); their records, whether the time budget ended the study, and
-    how busy the cores were over the tuning loop."""
+def _fit(tuner, spec: StudySpec, used: float = 0.0) -> tuple[list[TrialRecord], bool, dict[str, float]]:
+    """Run the trials (SIGTERM as Ctrl+C); their records, whether the time budget ended the study (``used``:
+    the seconds earlier loops of a resumed study took, which Tune's budget counts), and how busy the cores
+    were over the tuning loop."""
     import ray
 
     start, since = time.monotonic(), time.time()
@@ -276,9 +279,14 @@ def _fit(tuner, spec: StudySpec) -> tuple[list[TrialRecord], bool, dict[str, flo
         results = tuner.fit()
     wall = time.monotonic() - start
     budget = spec.search.time_budget_s
-    budget_hit = budget is not None and wall >= budget
+    budget_hit = budget_reached(budget, used, wall)
     cores = core_use(results, since, ray.cluster_resources().get("CPU", 0.0), wall)
     return records_from(results, spec, budget_hit), budget_hit, cores
+
+
+def budget_reached(budget: float | None, used: float, wall: float) -> bool:
+    """Whether a tuning loop of ``wall`` seconds, after ``used`` seconds of earlier ones, spent the budget."""
+    return budget is not None and used + wall >= budget
 
 
 def report_cores(tracker: Tracker, parent: str, cores: dict[str, float]) -> None:
