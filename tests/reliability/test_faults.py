@@ -217,6 +217,43 @@ def test_a_stopped_driver_ends_the_study_as_interrupted_and_resumes(study_env, t
         assert sorted(set(_steps(client, c))) == [1, 2, 3, 4]
 
 
+def test_a_resumed_study_spends_what_is_left_of_its_time_budget(study_env, tmp_path):
+    """Ctrl+C part way through a study with a time budget, then --resume: Tune's budget goes on from
+    where it stopped, and the resumed study ends as stopped by the budget (not as interrupted)."""
+    db = tmp_path / "home" / "mlflow.db"
+    budget = 90
+    args = ["studies/quickstart.yaml", "--smoke", "--set", f"search.time_budget={budget}s"]
+    args += ["--set", "training.epochs=400"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
+        env=study_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not _reported(db.parent, 1):
+            time.sleep(1)
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "--resume" in out, out[-4000:]
+    resumed = run_study([*args, "--resume"], study_env)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"time budget of {budget} s reached" in resumed.stdout and "study interrupted" not in out, out[-3000:]
+    _, parents, children = mlflow_runs(db, "paradis-quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["paradis.ended"].startswith(f"time budget of {budget} s reached")
+    assert not [c for c in children if c.info.status == "RUNNING"]
+
+
 @pytest.mark.parametrize("study", ["search", "search_multiobjective"])  # TPE; NSGA-II
 def test_killed_optuna_study_resumes_its_searcher_without_duplicate_suggestions(study_env, tmp_path, study):
     db = tmp_path / "home" / "mlflow.db"
