@@ -35,7 +35,9 @@ def load_from_mlflow(run_id: str, tracking_uri: str | None = None, **kwargs) -> 
         if path is None:
             raise ExportError(
                 f"MLflow run {run_id!r} has no trained model ({' or '.join(MODEL_ARTIFACTS)}; with "
-                f"tracking.checkpoints none it logs none): {errors[-1]}"
+                "tracking.checkpoints none it logs none; an Optuna trial with repeats logs one per seed, "
+                "checkpoint/seed<k>/model.pt: download one and pass it as --checkpoint): "
+                f"{errors[-1]}"
             )
         trained = load_trained(path, accuracy=accuracy_from_metrics(metrics), **kwargs)
     trained.source = f"mlflow run {run_id} ({uri})"

@@ -104,6 +104,12 @@ def test_a_trial_of_several_seeds_logs_each_seeds_model(tmp_path):
     runs.complete(_trial("t1", last_result={"epoch": 2, "checkpoint_path": str(folder)}))
     logged = {a.path for k in range(3) for a in tracker.client.list_artifacts(runs.runs["t1"], f"checkpoint/seed{k}")}
     assert logged == {f"checkpoint/seed{k}/model.pt" for k in range(3)}
+    # deploy --run-id names where a trial of several seeds keeps its models
+    from orchestration.deploy.sources import load_from_mlflow
+    from paradis.deploy import ExportError
+
+    with pytest.raises(ExportError, match=r"checkpoint/seed<k>/model\.pt: download one"):
+        load_from_mlflow(runs.runs["t1"], f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 def test_a_failed_trial_is_a_failed_run_naming_why(tmp_path):
