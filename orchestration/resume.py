@@ -89,21 +89,23 @@ def check_unchanged(spec: StudySpec, tracker: Tracker, run_id: str) -> None:
         )
 
 
+def _state(exp_dir: Path) -> dict:
+    """The study's state file (``{}`` where it is missing or is no JSON object)."""
+    try:
+        state = json.loads((exp_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def tuning_seconds(exp_dir: Path) -> float:
     """The seconds the study's earlier tuning loops used (recorded in its state file at the end of each):
     Tune's time budget goes on from where a resumed study left it."""
-    try:
-        used = json.loads((exp_dir / STATE_FILE).read_text()).get("tuning_seconds", 0.0)
-    except (OSError, ValueError, AttributeError):
-        return 0.0
+    used = _state(exp_dir).get("tuning_seconds", 0.0)
     return float(used) if isinstance(used, (int, float)) and not isinstance(used, bool) and 0 <= used < 1e9 else 0.0
 
 
 def record_tuning_seconds(exp_dir: Path, seconds: float) -> None:
-    path = exp_dir / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(state, dict):
-        path.write_text(json.dumps({**state, "tuning_seconds": round(seconds, 3)}))
+    state = _state(exp_dir)
+    if state:
+        (exp_dir / STATE_FILE).write_text(json.dumps({**state, "tuning_seconds": round(seconds, 3)}))

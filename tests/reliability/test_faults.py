@@ -175,31 +175,40 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
         assert sorted(set(_steps(client, c))) == [1, 2, 3]
 
 
+def _stop_driver_after_first_report(args: list[str], env: dict, db, sig) -> tuple[int, str]:
+    """Start a study's driver, send it ``sig`` once a trial has reported an epoch to the store at ``db``
+    (the driver alone, as a scheduler's stop or Ctrl+C on its own process); its exit status and output.
+    The child gets SIGINT's default: a background shell starts it ignored."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not _reported(db.parent, 1):
+            time.sleep(1)
+        os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_driver_ends_the_study_as_interrupted_and_resumes(study_env, tmp_path, sig):
     """Ctrl+C or ``kill``: the study run ends KILLED (never FINISHED with a trial still training), the
     exit status is 130 with a line saying how to resume, and the resume finishes the study."""
     db = tmp_path / "home" / "mlflow.db"
     args = ["studies/quickstart.yaml", "--smoke", "--set", "training.epochs=4"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
-        env=study_env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not _reported(db.parent, 1):
-            time.sleep(1)
-        os.kill(proc.pid, sig)  # the driver alone, as a scheduler's stop or Ctrl+C on its own process
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, out[-4000:]
+    returncode, out = _stop_driver_after_first_report(args, study_env, db, sig)
+    assert returncode == 130, out[-4000:]
     assert "study interrupted:" in out and "--resume" in out, out[-4000:]
     assert "Fatal Python error" not in out and "Traceback" not in out, out[-4000:]
     _, parents, children = mlflow_runs(db, "paradis-quickstart")
@@ -224,26 +233,8 @@ def test_a_resumed_study_spends_what_is_left_of_its_time_budget(study_env, tmp_p
     budget = 90
     args = ["studies/quickstart.yaml", "--smoke", "--set", f"search.time_budget={budget}s"]
     args += ["--set", "training.epochs=400"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "orchestration" / "run_study.py"), *args],
-        env=study_env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not _reported(db.parent, 1):
-            time.sleep(1)
-        os.kill(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "--resume" in out, out[-4000:]
+    returncode, out = _stop_driver_after_first_report(args, study_env, db, signal.SIGINT)
+    assert returncode == 130 and "--resume" in out, out[-4000:]
     resumed = run_study([*args, "--resume"], study_env)
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-3000:]
