@@ -282,6 +282,7 @@ def topology():
             {
                 **base_env,
                 "SECRETS_DIR": str(secret_dir),
+                "TMPDIR": str(work),  # its private folder of passwords goes with the test's folder
                 "POSTGRES_HOST": mlflow_ip,
                 "POSTGRES_USER": "mlflow",
                 "POSTGRES_DB": "mlflow",
