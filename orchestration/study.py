@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -73,20 +74,30 @@ def _short(spec: StudySpec, config: dict, metrics: dict) -> bool:
     return planned is not None and int(metrics.get("epoch", 0) or 0) < planned
 
 
-def interrupted(results, spec: StudySpec, budget_hit: bool = False) -> bool:
-    """Whether Tune was stopped (SIGINT, SIGTERM) before the study ended: trials it never created, or
-    trials that ended short of their epochs with no scheduler to stop them (Tune marks the trials it stops
-    as terminated). A study whose time budget ran out was stopped by the budget, not interrupted."""
+def interrupted(results, spec: StudySpec, budget_hit: bool = False, completed: set[str] | None = None) -> bool:
+    """Whether Tune was stopped (SIGINT, SIGTERM) before the study ended: trials it never created, or a
+    trial that ended short of its epochs that no scheduler stopped. Tune marks the trials it stops on
+    SIGINT terminated, as it marks those ASHA stops, but completes (``on_trial_complete``) only the latter:
+    ``completed`` holds those trials' ids (None: not known, every short trial under ASHA is ASHA's). A
+    study whose time budget ran out was stopped by the budget, not interrupted."""
     if budget_hit:
         return False
     if len(results) < trial_count(spec):
         return True
-    return spec.scheduler.kind == "none" and any(
-        not r.error and _short(spec, r.config or {}, r.metrics or {}) for r in results
-    )
+    return any(_cut_short(r, spec, completed) for r in results)
 
 
-def _ending(result, metrics: dict, spec: StudySpec, stopped: bool, budget_hit: bool) -> tuple[str, str]:
+def _cut_short(result, spec: StudySpec, completed: set[str] | None) -> bool:
+    """A trial that ended short of its epochs with no scheduler's decision: stopped with the study."""
+    metrics = result.metrics or {}
+    if result.error or metrics.get(FAILED_KEY) or not _short(spec, result.config or {}, metrics):
+        return False
+    if spec.scheduler.kind == "none":
+        return True
+    return completed is not None and metrics.get("trial_id") not in completed
+
+
+def _ending(result, metrics: dict, spec: StudySpec, stopped: bool, budget_hit: bool, completed=None) -> tuple[str, str]:
     """A trial's status and what ended it: finished, ASHA, budget, failure or interrupted."""
     if result.error:
         return "ERROR", "failure"
@@ -96,7 +107,7 @@ def _ending(result, metrics: dict, spec: StudySpec, stopped: bool, budget_hit: b
         return "TERMINATED", "finished"
     if budget_hit:
         return ("STOPPED", "budget") if metrics.get("epoch") else ("STOPPED", "not started")
-    if stopped:
+    if stopped and (completed is None or _cut_short(result, spec, completed)):
         return INTERRUPTED, "interrupted"
     return "TERMINATED", "ASHA" if spec.scheduler.kind == "asha" else "stopped"
 
@@ -112,9 +123,12 @@ def sigterm_as_sigint():
         signal.signal(signal.SIGTERM, previous)
 
 
-def records_from(results, spec: StudySpec, budget_hit: bool = False) -> list[TrialRecord]:
+def records_from(
+    results, spec: StudySpec, budget_hit: bool = False, completed: set[str] | None = None
+) -> list[TrialRecord]:
+    """Each trial's record; ``completed``: the ids of the trials Tune completed (see :func:`interrupted`)."""
     records = []
-    stopped = interrupted(results, spec, budget_hit)
+    stopped = interrupted(results, spec, budget_hit, completed)
     for result in results:
         metrics, config = result.metrics or {}, result.config or {}
         try:
@@ -122,7 +136,7 @@ def records_from(results, spec: StudySpec, budget_hit: bool = False) -> list[Tri
         except Exception:
             label = "?"
         table = _last_table(result)
-        status, ended = _ending(result, metrics, spec, stopped, budget_hit)
+        status, ended = _ending(result, metrics, spec, stopped, budget_hit, completed)
         name = trial_name(config, str(metrics.get("trial_id", Path(result.path or "?").name)))
         error = str(result.error)[:500] if result.error else metrics.get(FAILED_KEY)
         record = TrialRecord(
@@ -240,7 +254,7 @@ def run_study(
     status, failed, records = "FAILED", 0, []
     try:
         used = tuning_seconds(exp_dir)
-        records, budget_hit, cores = _fit(tuner, spec, used)
+        records, budget_hit, cores = _fit(tuner, spec, used, tracker, parent)
         record_tuning_seconds(exp_dir, used + cores["loop_seconds"])
         close_lost_trials(tracker, parent, {r.trial_id for r in records})
         tag_endings(tracker, parent, records)
@@ -268,10 +282,11 @@ def run_study(
     return 0 if not failed else 1
 
 
-def _fit(tuner, spec: StudySpec, used: float = 0.0) -> tuple[list[TrialRecord], bool, dict[str, float]]:
+def _fit(tuner, spec: StudySpec, used: float, tracker: Tracker, parent: str) -> tuple[list[TrialRecord], bool, dict]:
     """Run the trials (SIGTERM as Ctrl+C); their records, whether the time budget ended the study (``used``:
     the seconds earlier loops of a resumed study took, which Tune's budget counts), and how busy the cores
-    were over the tuning loop."""
+    were over the tuning loop. A trial Tune completed has its tracking run closed (the callback's
+    ``on_trial_complete``); one stopped with the study has it still open."""
     import ray
 
     start, since = time.monotonic(), time.time()
@@ -281,7 +296,16 @@ def _fit(tuner, spec: StudySpec, used: float = 0.0) -> tuple[list[TrialRecord], 
     budget = spec.search.time_budget_s
     budget_hit = budget_reached(budget, used, wall)
     cores = core_use(results, since, ray.cluster_resources().get("CPU", 0.0), wall)
-    return records_from(results, spec, budget_hit), budget_hit, cores
+    return records_from(results, spec, budget_hit, _completed(tracker, parent)), budget_hit, cores
+
+
+def _completed(tracker: Tracker, parent: str) -> set[str] | None:
+    """The trials whose tracking runs Tune's completion closed; None when the store cannot say."""
+    try:
+        return {trial_id for _, trial_id, status in tracker.trial_runs(parent) if status != "RUNNING"}
+    except Exception as err:  # tracking never stops a study
+        print(f"[paradis] tracking: could not read the trials' runs: {type(err).__name__}: {err}", file=sys.stderr)
+        return None
 
 
 def budget_reached(budget: float | None, used: float, wall: float) -> bool:

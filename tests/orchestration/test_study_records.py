@@ -42,6 +42,30 @@ def test_a_study_stopped_short_without_a_scheduler_is_interrupted():
     assert interrupted(results[:2], _spec("asha")), "a trial Tune never created: interrupted, whatever the scheduler"
 
 
+def test_an_interrupted_asha_study_tells_asha_stops_from_the_trials_stopped_with_it():
+    """Tune marks both terminated; only the trials ASHA stopped were completed (their runs closed)."""
+    spec = _spec("asha")
+    results = [_result("ipkd", 4), _result("wide-ipkd", 1), _result("wide-ipkd-a", 2)]
+    completed = {"t-ipkd", "t-wide-ipkd"}  # wide-ipkd-a was still training at Ctrl+C
+    assert interrupted(results, spec, completed=completed)
+    assert _ended(records_from(results, spec, completed=completed)) == {
+        "ipkd": ("TERMINATED", "finished", 4, 4),
+        "wide-ipkd": ("TERMINATED", "ASHA", 1, 4),
+        "wide-ipkd-a": ("INTERRUPTED", "interrupted", 2, 4),
+    }
+    # every short trial completed: ASHA's decisions, not an interrupted study
+    assert not interrupted(results, spec, completed={"t-ipkd", "t-wide-ipkd", "t-wide-ipkd-a"})
+    # a trial Tune never created: interrupted, yet the trials ASHA stopped still read ASHA
+    records = _ended(records_from(results[:2], spec, completed={"t-ipkd", "t-wide-ipkd"}))
+    assert interrupted(results[:2], spec, completed=set()) and records["wide-ipkd"][1] == "ASHA"
+
+
+def test_a_failed_trial_does_not_make_the_study_interrupted():
+    spec = _spec()
+    results = [_result("ipkd", 1, failed="diverged"), _result("wide-ipkd", 4), _result("wide-ipkd-a", 4)]
+    assert not interrupted(results, spec)
+
+
 @pytest.mark.parametrize("epoch, ended", [(2, "budget"), (0, "not started")])
 def test_the_time_budget_says_which_trials_it_stopped(epoch, ended):
     spec = _spec()
