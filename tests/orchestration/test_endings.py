@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestration.preflight import load_study
-from orchestration.study import interrupted, records_from
+from orchestration.endings import interrupted, records_from
 
 
 def _result(variant, epoch, error=None, failed=None):
