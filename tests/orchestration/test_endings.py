@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestration.preflight import load_study
 from orchestration.endings import interrupted, records_from
+from orchestration.preflight import load_study
 
 
 def _result(variant, epoch, error=None, failed=None):
