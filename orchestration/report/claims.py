@@ -155,17 +155,20 @@ def _c3(results: dict[str, StudyResult]) -> list[Check]:
 
 @claim(
     "C4",
-    "Table 1's order: Wide IPKD > IPKD > no distillation; activation distillation (beta) does not help MobileNet v1.",
+    "Table 1's order: Wide IPKD > IPKD > no distillation; activation distillation (beta) does not help MobileNet v1 "
+    "(no gain of a point).",
     ("ablation",),
     "studies/paper/ablation_mobilenet_imagenet.yaml (250 epochs).",
 )
 def _c4(results: dict[str, StudyResult]) -> list[Check]:
+    # "Does not help" is read as no gain of a point or more (the tolerance of C1, C2 and C6): with a
+    # bound of 0 a true difference of zero, which is what the sentence says, could never be decided.
     table1 = {
         "ablation": [
-            ("Wide IPKD - IPKD", "paradis-wide-ipkd", "paradis-ipkd", ">="),
-            ("IPKD - no distillation", "paradis-ipkd", "paradis-no-kd", ">="),
-            ("Wide IPKD-A (beta 0.1) - Wide IPKD", "paradis-wide-ipkd-a-0.1", "paradis-wide-ipkd", "<="),
-            ("Wide IPKD-A (beta 1) - Wide IPKD", "paradis-wide-ipkd-a-1", "paradis-wide-ipkd", "<="),
+            ("Wide IPKD - IPKD", "paradis-wide-ipkd", "paradis-ipkd", ">=", 0.0),
+            ("IPKD - no distillation", "paradis-ipkd", "paradis-no-kd", ">=", 0.0),
+            ("Wide IPKD-A (beta 0.1) - Wide IPKD", "paradis-wide-ipkd-a-0.1", "paradis-wide-ipkd", "<=", 1.0),
+            ("Wide IPKD-A (beta 1) - Wide IPKD", "paradis-wide-ipkd-a-1", "paradis-wide-ipkd", "<=", 1.0),
         ],
     }
     checks = []
@@ -173,10 +176,10 @@ def _c4(results: dict[str, StudyResult]) -> list[Check]:
         study = finished(results, key)
         if study is None:
             continue
-        for what, a, b, op in pairs:
+        for what, a, b, op, bound in pairs:
             ga, gb = study.group(a), study.group(b)
             checks += [
-                Check(f"{key}: {what}", s, by_seed(ga, s), by_seed(gb, s), op, 0.0, (key,)) for s in PARADIS_SWITCHES
+                Check(f"{key}: {what}", s, by_seed(ga, s), by_seed(gb, s), op, bound, (key,)) for s in PARADIS_SWITCHES
             ]
     return checks
 
