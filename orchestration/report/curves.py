@@ -35,12 +35,15 @@ def curve_rows(frame_rows: Iterable[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 def teacher_key(curve: Sequence[dict[str, float]]) -> tuple[str, str] | None:
-    """``(measure key, loss key)`` of the widest switch a trial's curve reports: its teacher (an
-    individual model's only switch)."""
+    """``(measure key, loss key)`` of a trial's teacher: the widest switch it trains (one whose training
+    loss is logged; an individual model's only switch). A wider switch that is only evaluated (the
+    ``[1.2]`` of a study without the wide teacher) says nothing about convergence; it is the teacher only
+    where no switch logs a loss."""
     from paradis.switch import Switch
 
+    keys = {k for row in curve for k in row}
     best = None
-    for key in {k for row in curve for k in row}:
+    for key in keys:
         measure, _, slug = key.partition("/")
         if measure not in ("acc", "psnr"):
             continue
@@ -48,8 +51,9 @@ def teacher_key(curve: Sequence[dict[str, float]]) -> tuple[str, str] | None:
             total = Switch.from_slug(slug).total
         except ValueError:
             continue  # target, bicubic
-        if best is None or total > best[0]:
-            best = (total, key, f"loss/{slug}")
+        rank = (f"loss/{slug}" in keys, total)
+        if best is None or rank > best[0]:
+            best = (rank, key, f"loss/{slug}")
     return (best[1], best[2]) if best else None
 
 
@@ -93,9 +97,10 @@ def convergence_line(summary: dict[str, Any]) -> str:
     trial = summary["trials"][worst]
     unit = "dB" if trial["switch"].startswith("psnr/") else "points"
     return (
-        f"Learning curves: the teacher's test measure (the widest switch of each trial) gained at most "
+        f"Learning curves: the teacher's test measure (the widest switch each trial trains) gained at most "
         f"{trial['gain']:+.2f} {unit} over the last quarter of the epochs ({inline_text(worst)}, "
-        f"{code_span(trial['switch'])}): **{verdict}** (flattened: under {summary['threshold']:g} in every trial)."
+        f"{code_span(trial['switch'])}): **{verdict}** (the rule: flattened when every trial gains under "
+        f"{summary['threshold']:g} {'point' if unit == 'points' and summary['threshold'] == 1 else unit})."
     )
 
 

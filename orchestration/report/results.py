@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestration.report.claims import CLAIMS
-from orchestration.report.curves import convergence_line
+from orchestration.report.curves import convergence, convergence_line
 from orchestration.report.seeds import (
     SeedValues,
     summary_markdown,
@@ -95,7 +95,10 @@ def study_section(result: StudyResult) -> list[str]:
     ]
     if result.configuration:
         lines += [scale_line(result.configuration), ""]
-    if result.convergence:
+    if any(r.curves for r in result.records):
+        # from the curves themselves, every seed pooled, by today's rule (not the verdict stored with each run)
+        lines += [convergence_line(convergence(result.records)), ""]
+    elif result.convergence:
         worst = max(
             (c for c in result.convergence if c.get("worst")),
             key=lambda c: c["trials"][c["worst"]]["gain"],

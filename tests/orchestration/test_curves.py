@@ -5,7 +5,14 @@ import math
 
 import pytest
 
-from orchestration.report.curves import convergence, convergence_line, curve_rows, curves_table, late_gain
+from orchestration.report.curves import (
+    convergence,
+    convergence_line,
+    curve_rows,
+    curves_table,
+    late_gain,
+    teacher_key,
+)
 from orchestration.report.study import TrialRecord
 
 
@@ -42,7 +49,26 @@ def test_each_trial_is_judged_by_its_own_widest_switch_and_the_worst_decides():
     assert summary["trials"]["wide"]["switch"] == "acc/1.2" and summary["trials"]["ind"]["switch"] == "acc/0.5-0.5"
     assert summary["worst"] == "ind" and summary["verdict"] == "still improving"  # +1.0 over its last epoch
     assert convergence([flat])["verdict"] == "flattened"
-    assert "**flattened**" in convergence_line(convergence([flat]))
+    line = convergence_line(convergence([flat]))
+    assert (
+        "gained at most +0.30 points" in line
+        and "**flattened** (the rule: flattened when every trial gains under 1 point)" in line
+    )
     assert convergence([TrialRecord("c", "c", "P", {})])["verdict"] == "no learning curves"
     rows = curves_table([individual])
     assert len(rows) == 8 and rows[0] == {"trial": "ind", "epoch": 1, "metric": "acc/0.5-0.5", "value": 0.7}
+
+
+def test_the_teacher_is_the_widest_switch_trained_not_one_only_evaluated():
+    # IPKD without the wide model: [1.2] is evaluated every epoch (no training loss), [1.0] is trained
+    curve = [
+        {**row, "acc/1.0": 0.80 + 0.01 * row["epoch"], "loss/1.0": 1.0 / row["epoch"]}
+        for row in _curve([0.5, 0.6, 0.5, 0.6])
+    ]
+    for row in curve:
+        del row["loss/1.2"]
+    assert teacher_key(curve) == ("acc/1.0", "loss/1.0")
+    summary = convergence([TrialRecord("a", "ipkd", "P", {}, curves=curve)])
+    assert summary["trials"]["ipkd"]["gain"] == pytest.approx(1.0)  # not the untrained [1.2]'s +10
+    # with no loss logged at all (an older store), the widest switch measured
+    assert teacher_key([{k: v for k, v in r.items() if not k.startswith("loss/")} for r in curve])[0] == "acc/1.2"

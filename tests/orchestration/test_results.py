@@ -487,3 +487,19 @@ def test_names_read_from_the_store_cannot_break_out_of_the_report_tables():
     text = results_markdown({"baselines": _study("baselines", records)}, "cmd")
     assert "<script>" not in text and "\n# Heading" not in text
     assert "x # Heading \\| &lt;script>alert(1)&lt;/script>" in text
+
+
+def test_the_report_judges_convergence_from_the_curves_not_the_verdict_stored_with_a_run():
+    study = _baselines()
+    for r in study.records:  # the teacher gains 2 points over the last quarter of 4 epochs
+        slug = r.rows[0]["switch"].strip("[]").replace(", ", "-")
+        r.curves = [{"epoch": e, f"acc/{slug}": 0.80 + 0.02 * e, f"loss/{slug}": 1.0 / e} for e in range(1, 5)]
+    stale = {
+        "threshold": 1.0,
+        "trials": {"p0": {"gain": 0.1, "switch": "acc/1.2"}},
+        "verdict": "flattened",
+        "worst": "p0",
+    }
+    study.convergence = [stale]
+    text = results_markdown({"baselines": study}, "cmd")
+    assert "gained at most +2.00 points" in text and "**still improving**" in text and "**flattened**" not in text

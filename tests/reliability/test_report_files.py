@@ -42,7 +42,7 @@ def _set(path, value):
 
 
 def _duplicate(d):
-    twin = json.loads(json.dumps(d["trials"][0]))
+    twin = json.loads(json.dumps(next(t for t in d["trials"] if t["params"].get("repeat", 0) == 0)))
     twin["name"] += "-again"
     d["trials"].append(twin)
 
